@@ -1,0 +1,38 @@
+# backflip: `make demo` and `make test` do all their set-up themselves (.venv, installs).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: demo test bench lint clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# The demo needs the PyTorch ops and the applications only.
+$(VENV)/.demo-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) -e ".[apps]"
+	touch $@
+
+# The test suite needs every framework backend and the dev tools.
+$(VENV)/.test-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) -e ".[all,dev]"
+	touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	$(PY) -m backflip demo
+
+test: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check src tests bench examples
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+bench: $(VENV)/.test-installed
+	$(PY) bench/run_all.py
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check src tests bench examples
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from backflip.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The conformance table: one list of cases that every framework backend must pass.
+
+Each :class:`Case` names an op, its parameters, an input shape and dtype; its inputs
+``x`` and upstream gradient ``g`` are drawn from a seeded NumPy generator, and its
+expected output ``y`` and input gradient ``dx`` are computed here in NumPy
+(:mod:`backflip.rules`). A backend's test runs every case through its own API and
+compares with :meth:`Case.expected` at :meth:`Case.tolerance`.
+
+Ops (``x`` input, ``g`` upstream gradient; see :mod:`backflip.rules`):
+
+* ``reverse`` / ``scale`` / ``clip`` / ``clip_norm``: ``y = x``, ``dx`` by the rule.
+* ``custom``: a user ``custom_gradient`` with forward ``y = x**3`` and the
+  deliberately non-default backward ``dx = g * x`` (the true derivative is ``3x²g``).
+* ``relu_guided`` / ``relu_deconvnet``: ``y = relu(x)``, ``dx`` by the ReLU rule.
+* ``reverse_double``: the second derivative through a reversal. With
+  ``h(x) = sum(reverse(x, lambd)**3) / 3``, a backend computes the gradient of
+  ``sum(g * h'(x))`` w.r.t. ``x`` (a Hessian-vector product); expected
+  ``dx = lambd**2 * 2 * x * g`` and ``y = x``.
+
+>>> case = CASES[0]
+>>> y, dx = case.expected()
+>>> bool((dx == -case.params["lambd"] * case.inputs()[1]).all())
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backflip import rules
+
+__all__ = ["CASES", "Case", "case_ids"]
+
+_TOL = {"float16": 1e-3, "bfloat16": 1e-2, "float32": 1e-6, "float64": 1e-12}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the conformance table."""
+
+    id: str
+    op: str
+    params: dict[str, float | None] = field(default_factory=dict)
+    shape: tuple[int, ...] = (3, 4)
+    dtype: str = "float32"
+    seed: int = 0
+
+    def inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The input ``x`` and the upstream gradient ``g``, reproducible from ``seed``."""
+        rng = np.random.default_rng(self.seed)
+        x = rng.standard_normal(self.shape).astype(self.dtype)
+        g = rng.standard_normal(self.shape).astype(self.dtype)
+        if self.op == "clip_norm":  # make the clipping bite
+            g = (g * 10).astype(self.dtype)
+        return x, g
+
+    def expected(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(y, dx)`` computed in NumPy (float64, cast back to ``dtype``)."""
+        x, g = self.inputs()
+        x64, g64 = x.astype(np.float64), g.astype(np.float64)
+        p = self.params
+        y = x64
+        if self.op == "reverse":
+            dx = rules.reverse_backward(g64, p["lambd"])
+        elif self.op == "scale":
+            dx = rules.scale_backward(g64, p["factor"])
+        elif self.op == "clip":
+            dx = rules.clip_backward(g64, p.get("min"), p.get("max"))
+        elif self.op == "clip_norm":
+            dx = rules.clip_norm_backward(g64, p["max_norm"])
+        elif self.op == "custom":
+            y, dx = x64**3, g64 * x64
+        elif self.op in ("relu_guided", "relu_deconvnet"):
+            y = np.maximum(x64, 0.0)
+            dx = rules.apply_rule(self.op.removeprefix("relu_"), "relu", x64, g64)
+        elif self.op == "reverse_double":
+            dx = p["lambd"] ** 2 * 2.0 * x64 * g64
+        else:  # pragma: no cover - a typo in the table itself
+            raise ValueError(f"unknown conformance op {self.op!r}")
+        return y.astype(self.dtype), np.asarray(dx).astype(self.dtype)
+
+    def tolerance(self) -> float:
+        """Relative/absolute tolerance for comparing a backend's result."""
+        return _TOL[self.dtype]
+
+
+CASES: list[Case] = [
+    Case("reverse-lambd0", "reverse", {"lambd": 0.0}),
+    Case("reverse-lambd0.5", "reverse", {"lambd": 0.5}),
+    Case("reverse-lambd1", "reverse", {"lambd": 1.0}),
+    Case("reverse-lambd3", "reverse", {"lambd": 3.0}),
+    Case("reverse-lambd1-f64", "reverse", {"lambd": 1.0}, dtype="float64", seed=1),
+    Case("reverse-lambd1-3d", "reverse", {"lambd": 1.0}, shape=(2, 3, 5), seed=2),
+    Case("scale-minus2", "scale", {"factor": -2.0}),
+    Case("scale-0.5", "scale", {"factor": 0.5}),
+    Case("clip-0.1", "clip", {"min": -0.1, "max": 0.1}),
+    Case("clip-max-only", "clip", {"min": None, "max": 0.2}, seed=3),
+    Case("clip_norm-1", "clip_norm", {"max_norm": 1.0}),
+    Case("custom-x3", "custom", {}),
+    Case("relu-guided", "relu_guided", {}, shape=(4, 6), seed=4),
+    Case("relu-deconvnet", "relu_deconvnet", {}, shape=(4, 6), seed=4),
+    Case("reverse-double-lambd0.5", "reverse_double", {"lambd": 0.5}, dtype="float64"),
+    Case("reverse-double-lambd2", "reverse_double", {"lambd": 2.0}, dtype="float64"),
+]
+"""Every case every backend runs. Add a row here and every backend must pass it."""
+
+
+def case_ids() -> list[str]:
+    """The ids of :data:`CASES`, for ``pytest.mark.parametrize(ids=...)``."""
+    return [c.id for c in CASES]

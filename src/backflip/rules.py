@@ -1,0 +1,189 @@
+"""Gradient rules, defined once, with NumPy references for every backend to match.
+
+Notation: ``x`` is an op's input, ``y`` its output, ``g = dL/dy`` the upstream
+gradient (cotangent) and ``dL/dx`` what the op's backward returns.
+
+Identity-forward ops (``y = x``):
+
+=================  ==========================================================
+op                 backward ``dL/dx``
+=================  ==========================================================
+reverse            ``-lambd * g``  (Ganin & Lempitsky 2015; ``lambd >= 0``)
+scale              ``factor * g``
+clip               ``clip(g, min, max)`` elementwise (``tf.clip_by_value`` on g)
+clip_norm          ``g * min(1, max_norm / ||g||_2)`` over the whole tensor
+=================  ==========================================================
+
+Double backward: every backward above is linear in ``g``; differentiating it again
+applies the same rule once more. A second derivative through a reversal therefore
+picks up ``(-lambd) * (-lambd) = lambd**2``: for ``h(x) = sum(reverse(x)**3)``,
+``h'(x) = -3 * lambd * x**2`` and ``h''(x) = 6 * lambd**2 * x``.
+
+Nonlinearity rules (``y = act(x)``; ``act'`` is the activation's derivative):
+
+=========  =================================================================
+rule       backward ``dL/dx``
+=========  =================================================================
+vanilla    ``g * act'(x)`` (the default derivative)
+guided     ``g * act'(x) * 1[g > 0]`` (Springenberg et al. 2015); for ReLU
+           this is ``g * 1[x > 0] * 1[g > 0]``
+deconvnet  ``g * 1[g > 0]`` for every activation (Zeiler & Fergus 2014): the
+           backward ignores the forward input and passes the positive part
+           of the upstream gradient
+user rule  any ``fn(x, y, g) -> dL/dx``
+=========  =================================================================
+
+``ACTIVATIONS`` lists what the rules cover, with NumPy forward and derivative.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backflip._errors import BackflipValueError
+
+__all__ = [
+    "ACTIVATIONS",
+    "RULES",
+    "Activation",
+    "apply_rule",
+    "clip_backward",
+    "clip_norm_backward",
+    "get_activation",
+    "reverse_backward",
+    "scale_backward",
+]
+
+
+def reverse_backward(g: np.ndarray, lambd: float) -> np.ndarray:
+    """``dL/dx = -lambd * g``."""
+    return (-lambd * g).astype(g.dtype)
+
+
+def scale_backward(g: np.ndarray, factor: float) -> np.ndarray:
+    """``dL/dx = factor * g``."""
+    return (factor * g).astype(g.dtype)
+
+
+def clip_backward(g: np.ndarray, min: float | None, max: float | None) -> np.ndarray:
+    """``dL/dx = clip(g, min, max)``."""
+    return np.clip(g, min, max).astype(g.dtype)
+
+
+def clip_norm_backward(g: np.ndarray, max_norm: float) -> np.ndarray:
+    """``dL/dx = g * min(1, max_norm / ||g||)`` (whole-tensor L2 norm)."""
+    norm = float(np.sqrt(np.sum(g.astype(np.float64) ** 2)))
+    scale = min(1.0, max_norm / norm) if norm > 0 else 1.0
+    return (g * scale).astype(g.dtype)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+def _gelu_grad(x: np.ndarray) -> np.ndarray:
+    cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    return cdf + x * pdf
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A nonlinearity the rules cover: NumPy forward and derivative (float64).
+
+    ``params`` holds the default keyword parameters (e.g. LeakyReLU's slope).
+    """
+
+    name: str
+    forward: Callable[..., np.ndarray]
+    derivative: Callable[..., np.ndarray]
+    params: dict[str, float] = field(default_factory=dict)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in [
+        Activation("relu", lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float)),
+        Activation(
+            "leaky_relu",
+            lambda x, negative_slope=0.01: np.where(x > 0, x, negative_slope * x),
+            lambda x, negative_slope=0.01: np.where(x > 0, 1.0, negative_slope),
+            {"negative_slope": 0.01},
+        ),
+        Activation(
+            "elu",
+            lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))),
+            lambda x, alpha=1.0: np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0.0))),
+            {"alpha": 1.0},
+        ),
+        Activation("gelu", _gelu, _gelu_grad),
+        Activation(
+            "silu",
+            lambda x: x * _sigmoid(x),
+            lambda x: _sigmoid(x) * (1.0 + x * (1.0 - _sigmoid(x))),
+        ),
+        Activation(
+            "softplus",
+            lambda x, beta=1.0: np.logaddexp(0.0, beta * x) / beta,
+            lambda x, beta=1.0: _sigmoid(beta * x),
+            {"beta": 1.0},
+        ),
+    ]
+}
+
+RULES = ("vanilla", "guided", "deconvnet")
+"""The built-in nonlinearity rules; a user rule is any ``fn(x, y, g)``."""
+
+
+def get_activation(name: str) -> Activation:
+    """Return the :class:`Activation` called ``name`` or raise naming the valid ones."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise BackflipValueError(
+            f"no gradient rule covers the activation {name!r}; covered: "
+            f"{', '.join(ACTIVATIONS)}. Write a user rule fn(x, y, g) for it."
+        ) from None
+
+
+def apply_rule(
+    rule: str | Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    activation: str,
+    x: np.ndarray,
+    g: np.ndarray,
+    **params: float,
+) -> np.ndarray:
+    """NumPy reference: ``dL/dx`` of ``rule`` for ``activation`` at input ``x``, upstream ``g``.
+
+    >>> apply_rule("guided", "relu", np.array([1.0, 1.0, -1.0]), np.array([2.0, -2.0, 2.0]))
+    array([2., 0., 0.])
+    """
+    act = get_activation(activation)
+    kw = {**act.params, **params}
+    x64, g64 = np.asarray(x, np.float64), np.asarray(g, np.float64)
+    if callable(rule):
+        out = rule(x64, act.forward(x64, **kw), g64)
+    elif rule == "vanilla":
+        out = g64 * act.derivative(x64, **kw)
+    elif rule == "guided":
+        out = np.where(g64 > 0, g64 * act.derivative(x64, **kw), 0.0)
+    elif rule == "deconvnet":
+        out = np.where(g64 > 0, g64, 0.0)
+    else:
+        raise BackflipValueError(
+            f"unknown gradient rule {rule!r}; use one of {', '.join(RULES)} "
+            "or a function fn(x, y, g) -> dL/dx."
+        )
+    return np.asarray(out).astype(np.asarray(g).dtype)
