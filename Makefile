@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-quick lint conformance clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +25,21 @@ demo: $(VENV)/.demo-installed
 	$(PY) -m backflip demo
 
 test: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff check src tests bench examples tools
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-installed
 	$(PY) bench/run_all.py
 
+bench-quick: $(VENV)/.test-installed
+	$(PY) bench/run_all.py --quick
+
+# Copy the conformance table of the last `make test` into README.md.
+conformance: $(VENV)/.test-installed
+	$(PY) tools/conformance_table.py
+
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff check src tests bench examples tools
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

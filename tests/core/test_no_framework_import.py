@@ -1,0 +1,23 @@
+"""`import backflip` and its framework-neutral modules import no deep-learning framework."""
+import subprocess
+import sys
+
+FRAMEWORKS = ("torch", "jax", "tensorflow", "keras", "pytensor")
+
+
+def test_core_imports_no_framework():
+    code = (
+        "import sys, backflip, backflip.schedules, backflip.rules, backflip.conformance;"
+        f"print(','.join(m for m in {FRAMEWORKS!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_adapter_imports_only_its_framework():
+    code = (
+        "import sys, backflip.torch;"
+        "print(','.join(m for m in ('jax', 'tensorflow', 'keras', 'pytensor') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
