@@ -1,0 +1,30 @@
+"""Every `>>>` example in backflip's docstrings runs and prints what it says."""
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import backflip
+from backflip._testing import require_backend
+
+# Modules that need a framework: import it (or skip / fail under BACKFLIP_REQUIRE_ALL) first.
+_NEEDS = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "keras": "keras",
+          "pytensor": "pytensor", "dann": "torch", "saliency": "torch", "cli": "torch"}
+
+
+def _modules():
+    for info in pkgutil.walk_packages(backflip.__path__, prefix="backflip."):
+        if info.name.rsplit(".", 1)[-1] in {"__main__"}:
+            continue
+        yield info.name
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_docstring_examples_run(name):
+    part = name.split(".")[1] if "." in name else ""
+    if part in _NEEDS:
+        require_backend(_NEEDS[part])
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} doctest example(s) failed in {name}"
