@@ -1,0 +1,97 @@
+"""Run the Keras tests under every Keras backend, one subprocess each.
+
+``KERAS_BACKEND`` is read once, when keras is imported, so each backend needs its
+own process. The child runs this directory's backend-neutral test files; its
+output is printed on failure, and its conformance outcomes are saved as
+``build/conformance-keras-<backend>.json``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from backflip._testing import require_backend
+
+keras = require_backend("keras")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CHILD_FILES = ("test_conformance.py", "test_ops.py", "test_layers.py")
+
+
+def _env(backend):
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu",
+               TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    env.pop("PYTEST_XDIST_WORKER", None)
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_keras_backend_suite(backend, tmp_path):
+    if backend != "tensorflow":
+        require_backend(backend)
+    cmd = [sys.executable, "-m", "pytest", *(str(HERE / f) for f in CHILD_FILES),
+           "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:randomly",
+           "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path),
+           "--junitxml", str(tmp_path / "junit.xml")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(backend), capture_output=True, text=True,
+                          timeout=300)
+    if (tmp_path / "junit.xml").exists():
+        _save_conformance(tmp_path / "junit.xml", backend)
+    assert proc.returncode == 0, (
+        f"KERAS_BACKEND={backend} tests failed (exit {proc.returncode}):\n"
+        f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    )
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
+
+
+def _save_conformance(junit, backend):
+    """``{"keras-<backend>": {case: outcome}}`` from the child's JUnit XML, into build/."""
+    outcomes = {}
+    for case in ET.parse(junit).iter("testcase"):
+        name = case.get("name", "")
+        if name.startswith("test_conformance["):  # only test_conformance.py defines it
+            failed = case.find("failure") is not None or case.find("error") is not None
+            skipped = case.find("skipped") is not None
+            outcomes[name[17:-1]] = "failed" if failed else "skipped" if skipped else "passed"
+    (ROOT / "build").mkdir(exist_ok=True)
+    out = ROOT / "build" / f"conformance-keras-{backend}.json"
+    out.write_text(json.dumps({f"keras-{backend}": outcomes}, indent=1, sort_keys=True))
+
+
+def test_numpy_backend_raises_instead_of_warning(tmp_path):
+    script = textwrap.dedent("""
+        import warnings
+        warnings.simplefilter("error")  # a warning (Keras' pass-through) fails this script
+        import numpy as np
+        import backflip.keras as bfk
+        from backflip import BackflipError
+        for make in (lambda: bfk.reverse_gradient(np.ones(2, "float32"), 0.5),
+                     lambda: bfk.GradientReversal(0.5),
+                     lambda: bfk.clip_gradient(np.ones(2, "float32"), max=0.1),
+                     lambda: bfk.guided_relu(np.ones(2, "float32"))):
+            try:
+                make()
+            except BackflipError as e:
+                assert "Keras 'numpy' backend computes no gradients" in str(e), e
+            else:
+                raise SystemExit("no BackflipError under the numpy backend")
+        print("raised")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_env("numpy"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "raised" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_import_backflip_keras_alone_does_not_import_tensorflow(tmp_path):
+    script = "import sys, backflip.keras; print('tensorflow' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_env("jax"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stdout + proc.stderr
