@@ -119,3 +119,43 @@ def test_custom_gradient_two_inputs_and_errors():
         no_grad(np.float32(1.0))
     with pytest.raises(BackflipTypeError, match=r"custom_gradient decorates a function"):
         bfk.custom_gradient(None)
+
+
+def test_compiled_lambd_change_does_not_retrace(backend):
+    """λ in a Keras variable (TF) or a traced argument (JAX) changes without a new trace."""
+    traces = []
+    lambd = keras.Variable(0.0, trainable=False)
+    x = np.array([1.0, 2.0], "float32")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def grad(x):
+            traces.append(1)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = ops.sum(bfk.reverse_gradient(x, lambd))
+            return tape.gradient(y, x)
+
+        run = lambda: grad(tf.constant(x))  # noqa: E731
+    elif backend == "jax":
+        import jax
+
+        @jax.jit
+        def grad(x, lambd):
+            traces.append(1)
+            return jax.grad(lambda x: ops.sum(bfk.reverse_gradient(x, lambd)))(x)
+
+        run = lambda: grad(x, lambd.value)  # noqa: E731
+    else:  # PyTorch runs eagerly: nothing to retrace, the numbers must still follow λ
+        import torch
+
+        def run():
+            xt = torch.tensor(x, requires_grad=True)
+            return torch.autograd.grad(ops.sum(bfk.reverse_gradient(xt, lambd)), xt)[0]
+
+    for value in (0.0, 0.5, 2.0):
+        lambd.assign(value)
+        np.testing.assert_allclose(ops.convert_to_numpy(run()), [-value, -value])
+    if backend in ("tensorflow", "jax"):
+        assert len(traces) == 1
