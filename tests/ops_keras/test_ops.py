@@ -34,7 +34,7 @@ def test_halving_gradient_of_6x_squared_gives_108_not_216(vjp):
 def test_reverse_literal(vjp, lambd):
     if lambd == "variable":
         lambd = keras.Variable(0.25, trainable=False)
-    value = float(ops.convert_to_numpy(lambd))
+    value = float(lambd)
     x = np.array([1.0, -2.0, 3.0], "float32")
     y, dx = vjp(lambda x: bfk.reverse_gradient(x, lambd), x, np.array([1.0, 2.0, -4.0], "float32"))
     np.testing.assert_array_equal(y, x)

@@ -111,8 +111,8 @@ def _jax_times() -> Callable[[Any, Any], Any]:
 
 def concrete(value: Any) -> float | None:
     """``value`` as a float, or None while it is symbolic (inside jit / tf.function)."""
-    try:
-        return float(ops.convert_to_numpy(value))
+    try:  # float() rather than convert_to_numpy, which warns on Keras variables
+        return float(value)
     except Exception:  # a tracer or a graph tensor has no value yet: it was checked when set
         return None
 

@@ -45,7 +45,7 @@ class GradientReversal(_Identity):
     >>> layer = GradientReversal(0.5)
     >>> layer.set_lambd(2.0)
     >>> y = layer(np.ones(2, "float32"))
-    >>> float(ops.convert_to_numpy(layer.lambd)), ops.convert_to_numpy(y).tolist()
+    >>> float(layer.lambd), ops.convert_to_numpy(y).tolist()
     (2.0, [1.0, 1.0])
     """
 
@@ -69,7 +69,7 @@ class GradientReversal(_Identity):
         return times_in_backward(x, ops.negative(ops.cast(self.lambd, x.dtype)), self.name)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "lambd": float(ops.convert_to_numpy(self.lambd))}
+        return {**super().get_config(), "lambd": float(self.lambd)}
 
 
 @keras.saving.register_keras_serializable(package="backflip")
