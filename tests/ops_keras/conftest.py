@@ -12,6 +12,11 @@ from backflip._testing import require_backend
 
 keras = require_backend("keras")
 
+if keras.backend.backend() == "jax":  # the conformance table has float64 cases
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
 
 def _np(t):
     return np.asarray(keras.ops.convert_to_numpy(t))

@@ -111,10 +111,19 @@ def _jax_times() -> Callable[[Any, Any], Any]:
 
 def concrete(value: Any) -> float | None:
     """``value`` as a float, or None while it is symbolic (inside jit / tf.function)."""
-    try:  # float() rather than convert_to_numpy, which warns on Keras variables
-        return float(value)
-    except Exception:  # a tracer or a graph tensor has no value yet: it was checked when set
-        return None
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():  # a graph tensor: checked when it was set
+            return None
+    elif backend == "jax":
+        import jax
+
+        if isinstance(getattr(value, "value", value), jax.core.Tracer):
+            return None
+    # float() rather than ops.convert_to_numpy, which warns on Keras variables
+    return float(value)
 
 
 def check_input(x: Any, where: str) -> Any:
