@@ -1,0 +1,91 @@
+import json
+import os
+
+import pytest
+
+from backflip import BackflipValueError
+from backflip.data import data_root, load
+from backflip.data._cache import dataset_dir, read_manifest, sha256_file, verify_files
+
+
+def test_data_root_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("BACKFLIP_DATA", str(tmp_path / "env"))
+    assert data_root() == tmp_path / "env"
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv("BACKFLIP_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data_root() == tmp_path / "xdg" / "backflip"
+
+
+def test_manifest_records_every_file(fake_root):
+    manifest = read_manifest(fake_root / "mnist")
+    assert sorted(manifest["files"]) == sorted(
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+    for name, entry in manifest["files"].items():
+        path = fake_root / "mnist" / name
+        assert entry["sha256"] == sha256_file(path)
+        assert entry["size"] == path.stat().st_size
+    assert manifest["pinned"] is False
+    # a successful check is remembered by (size, mtime_ns)
+    st = (fake_root / "mnist" / "t10k-images-idx3-ubyte").stat()
+    assert manifest["verified"]["t10k-images-idx3-ubyte"] == [st.st_size, st.st_mtime_ns]
+
+
+def test_truncated_file_is_caught(fake_root):
+    path = fake_root / "mnist" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(BackflipValueError,
+                       match=r"train-images-idx3-ubyte is truncated or corrupt: .*"
+                             r"Re-fetch it with `backflip data fetch mnist --force`"):
+        load("mnist", root=fake_root)
+
+
+def test_corrupt_file_same_size_is_caught(fake_root):
+    path = fake_root / "mnist" / "t10k-labels-idx1-ubyte"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(BackflipValueError,
+                       match=r"t10k-labels-idx1-ubyte is corrupt: sha256 .* does not match.*"
+                             r"backflip data fetch mnist --force"):
+        load("mnist", "test", root=fake_root)
+    load("mnist", "train", root=fake_root)  # the other split is fine
+
+
+def test_missing_file(fake_root):
+    (fake_root / "mnist" / "t10k-images-idx3-ubyte").unlink()
+    with pytest.raises(BackflipValueError, match=r"is missing from the mnist cache.*--force"):
+        load("mnist", "test", root=fake_root)
+
+
+def test_damaged_manifest(fake_root):
+    (fake_root / "mnist" / "manifest.json").write_text("{not json")
+    with pytest.raises(BackflipValueError, match=r"manifest .* is damaged.*fetch mnist --force"):
+        load("mnist", root=fake_root)
+
+
+def test_unchanged_file_is_not_rehashed(fake_root, monkeypatch):
+    directory = fake_root / "mnist"
+    manifest = read_manifest(directory)
+    monkeypatch.setattr("backflip.data._cache.sha256_file",
+                        lambda p: pytest.fail(f"hashed {p} again"))
+    verify_files(directory, manifest)
+    with pytest.raises(pytest.fail.Exception):
+        verify_files(directory, manifest, full=True)
+
+
+def test_unwritable_data_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(BackflipValueError,
+                       match=r"data directory .*a-file/mnist is not writable.*--root DIR.*"
+                             r"\$BACKFLIP_DATA"):
+        dataset_dir("mnist", blocker, create=True)
+
+
+def test_manifest_is_json(fake_root):
+    text = (fake_root / "mnist" / "manifest.json").read_text()
+    assert json.loads(text)["dataset"] == "mnist"
