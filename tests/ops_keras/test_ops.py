@@ -66,6 +66,8 @@ def test_reverse_rejects_bad_lambd(bad, error, match):
 def test_rejects_integer_input_and_bad_params():
     with pytest.raises(BackflipTypeError, match=r"needs a floating-point tensor; got dtype int32"):
         bfk.reverse_gradient(np.ones(2, "int32"))
+    with pytest.raises(BackflipTypeError, match=r"got a symbolic keras.Input .* use the layers"):
+        bfk.reverse_gradient(keras.Input((2,)))
     with pytest.raises(BackflipValueError, match=r"`factor` of scale_gradient must be finite"):
         bfk.scale_gradient(np.ones(1, "float32"), math.inf)
     with pytest.raises(BackflipValueError, match=r"got both None"):

@@ -128,6 +128,12 @@ def concrete(value: Any) -> float | None:
 
 def check_input(x: Any, where: str) -> Any:
     """``x`` as a floating-point tensor of the current backend."""
+    if isinstance(x, keras.KerasTensor):
+        raise BackflipTypeError(
+            f"{where} got a symbolic keras.Input tensor; the functional ops take real "
+            "tensors. In a functional model use the layers: GradientReversal, "
+            "GradientScale or GradientClip."
+        )
     x = ops.convert_to_tensor(x)
     dtype = keras.backend.standardize_dtype(x.dtype)
     if "float" not in dtype:
