@@ -41,10 +41,15 @@ def test_reverse_literal(vjp, lambd):
     np.testing.assert_allclose(dx, [-value, -2 * value, 4 * value])
 
 
-def test_double_backward_gives_lambd_squared(hvp):
+def test_double_backward_gives_lambd_squared(hvp, backend):
     lambd, x = 3.0, np.array([2.0, -1.0], "float32")
     second = hvp(lambda x: ops.sum(bfk.reverse_gradient(x, lambd) ** 3), x, np.ones(2, "float32"))
     np.testing.assert_allclose(second, 6 * lambd**2 * x)  # h'' = 6 λ² x
+    if backend == "jax":  # a custom_jvp there, so forward mode reverses the tangent too
+        import jax
+
+        _, tangent = jax.jvp(lambda x: bfk.reverse_gradient(x, lambd), (x,), (np.ones_like(x),))
+        np.testing.assert_allclose(np.asarray(tangent), [-lambd, -lambd])
 
 
 @pytest.mark.parametrize(

@@ -142,6 +142,7 @@ def test_tf_function_tensor_lambd_does_not_retrace():
         (lambda x: bft.clip_gradient_norm(x, 1.0), [1 / math.sqrt(5), -2 / math.sqrt(5)]),
         (bft.guided_relu, [1.0, 0.0]),
         (bft.deconvnet_relu, [1.0, 0.0]),
+        (bft.custom_gradient(lambda x: (x**3, lambda g: g * x)), [1.0, -2.0]),
     ],
 )
 def test_every_op_in_tf_function(op, expected):
