@@ -237,16 +237,20 @@ def _manifest_or_hint(root: str | os.PathLike[str] | None) -> dict:
     return manifest
 
 
-def load_mnist(split: str, root: str | os.PathLike[str] | None = None,
-               limit: int | None = None) -> ArrayDataset:
-    """MNIST ``split`` as 1x28x28 float32 images in [0, 1] and int64 labels."""
+def mnist_arrays(split: str, root: str | os.PathLike[str] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Verified MNIST ``split`` as uint8 images (N, 28, 28) and uint8 labels (N,)."""
     directory = dataset_dir("mnist", root)
     manifest = _manifest_or_hint(root)
     names = [MNIST_FILES[(split, "images")], MNIST_FILES[(split, "labels")]]
     verify_files(directory, manifest, names)
-    images = read_idx(directory / names[0])
-    labels = read_idx(directory / names[1])
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    x = (images[:, None].astype(np.float32) / np.float32(255.0))
+    return read_idx(directory / names[0]), read_idx(directory / names[1])
+
+
+def load_mnist(split: str, root: str | os.PathLike[str] | None = None,
+               limit: int | None = None) -> ArrayDataset:
+    """MNIST ``split`` as 1x28x28 float32 images in [0, 1] and int64 labels."""
+    images, labels = mnist_arrays(split, root)
+    images, labels = images[:limit], labels[:limit]
+    x = images[:, None].astype(np.float32) / np.float32(255.0)
     return ArrayDataset(x, labels.astype(np.int64), 10, "mnist")

@@ -7,8 +7,6 @@ import functools
 
 import numpy as np
 
-from backflip.data._dataset import ArrayDataset
-
 __all__ = ["PHOTOS", "blend_mnistm", "photos"]
 
 #: (package, name) of the colour photographs patches are cut from.
@@ -36,8 +34,8 @@ def photos() -> tuple[np.ndarray, ...]:
     return tuple(np.ascontiguousarray(p[..., :3], dtype=np.uint8) for p in out)
 
 
-def blend_mnistm(mnist: ArrayDataset, seed: int, split: str, n_total: int) -> np.ndarray:
-    """uint8 (N, 3, 28, 28): ``|patch - digit|`` per channel, for the first ``len(mnist)`` digits.
+def blend_mnistm(digits: np.ndarray, seed: int, split: str, n_total: int) -> np.ndarray:
+    """uint8 (N, 3, 28, 28): ``|patch - digit|`` per channel, for uint8 ``digits`` (N, 28, 28).
 
     A random photo and a random 28x28 crop position are drawn for all
     ``n_total`` samples first (so a ``limit`` gives a prefix of the full set).
@@ -46,8 +44,7 @@ def blend_mnistm(mnist: ArrayDataset, seed: int, split: str, n_total: int) -> np
     rng = np.random.default_rng([seed, _SPLIT_CODE[split], 0x4D4D])
     which = rng.integers(0, len(pics), n_total)
     u = rng.random((n_total, 2))
-    n = len(mnist)
-    digits = np.rint(mnist.x[:, 0] * 255).astype(np.int16)  # (n, 28, 28)
+    n = len(digits)
     out = np.empty((n, 3, 28, 28), np.uint8)
     ar = np.arange(28)
     for k, pic in enumerate(pics):
@@ -57,6 +54,6 @@ def blend_mnistm(mnist: ArrayDataset, seed: int, split: str, n_total: int) -> np
         top = (u[idx, 0] * (pic.shape[0] - 27)).astype(np.int64)
         left = (u[idx, 1] * (pic.shape[1] - 27)).astype(np.int64)
         patch = pic[(top[:, None] + ar)[:, :, None], (left[:, None] + ar)[:, None, :]]
-        blended = np.abs(patch.astype(np.int16) - digits[idx, :, :, None])
+        blended = np.abs(patch.astype(np.int16) - digits[idx, :, :, None].astype(np.int16))
         out[idx] = blended.transpose(0, 3, 1, 2).astype(np.uint8)
     return out

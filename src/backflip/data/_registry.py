@@ -13,7 +13,13 @@ from backflip._errors import BackflipTypeError, BackflipValueError
 from backflip.data import _generated
 from backflip.data._cache import data_root, dataset_dir, read_manifest, verify_files
 from backflip.data._dataset import ArrayDataset
-from backflip.data._mnist import MNIST_SHA256, fetch_mnist, load_mnist, mnist_fingerprint
+from backflip.data._mnist import (
+    MNIST_SHA256,
+    fetch_mnist,
+    load_mnist,
+    mnist_arrays,
+    mnist_fingerprint,
+)
 from backflip.data._mnistm import blend_mnistm
 from backflip.data._syndigits import SYNDIGITS_SIZES, synthesize_digits
 from backflip.data._toys import composite_zero, moons
@@ -53,13 +59,12 @@ def _check_args(split: object, seed: object, limit: object) -> None:
 def _mnistm_arrays(split: str, root, seed: int, limit: int | None, force: bool = False) -> dict:
     fingerprint = mnist_fingerprint(root)
     path = _generated.cached_path("mnistm", split, seed, root)
-    mnist = load_mnist(split, root)
-    if limit is not None and limit < len(mnist) and not path.exists():
-        prefix = ArrayDataset(mnist.x[:limit], mnist.y[:limit], 10, "mnist")
-        return {"x": blend_mnistm(prefix, seed, split, len(mnist)), "y": prefix.y}
+    digits, labels = mnist_arrays(split, root)
+    if limit is not None and limit < len(digits) and not path.exists():
+        return {"x": blend_mnistm(digits[:limit], seed, split, len(digits)), "y": labels[:limit]}
     return _generated.cached_npz(
         "mnistm", split, seed, root,
-        lambda: {"x": blend_mnistm(mnist, seed, split, len(mnist)), "y": mnist.y},
+        lambda: {"x": blend_mnistm(digits, seed, split, len(digits)), "y": labels},
         built_from=f"mnist:{fingerprint}", force=force,
     )
 
