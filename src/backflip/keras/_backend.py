@@ -31,6 +31,7 @@ __all__ = [
     "check_input",
     "concrete",
     "custom_vjp",
+    "forward_identity",
     "require_gradients",
     "times_in_backward",
 ]
@@ -80,6 +81,16 @@ def custom_vjp(
     return op
 
 
+def forward_identity(x: Any) -> Any:
+    """The forward ``y = x`` of an op inside ``custom_vjp``, without a copy where allowed.
+
+    ``torch.autograd.Function`` may return an input as it is (PyTorch makes the output
+    an alias with its own autograd history), and JAX arrays are immutable; only
+    ``tf.custom_gradient`` needs a new tensor, ``tf.identity``, which graphs elide.
+    """
+    return ops.copy(x) if keras.backend.backend() == "tensorflow" else x
+
+
 def times_in_backward(x: Any, factor: Any, where: str) -> Any:
     """``y = x``, ``dL/dx = factor * dL/dy``; ``factor`` is a 0-d tensor of x's dtype."""
     require_gradients(where)
@@ -87,7 +98,7 @@ def times_in_backward(x: Any, factor: Any, where: str) -> Any:
         return _jax_times()(x, factor)
 
     def fn(x, factor):
-        return ops.copy(x), lambda g: (ops.multiply(factor, g), ops.zeros_like(factor))
+        return forward_identity(x), lambda g: (ops.multiply(factor, g), ops.zeros_like(factor))
 
     return custom_vjp(fn, where)(x, factor)
 

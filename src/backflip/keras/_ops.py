@@ -17,7 +17,13 @@ from keras import ops
 
 from backflip._errors import BackflipTypeError
 from backflip._validate import check_clip_bounds, check_factor, check_max_norm
-from backflip.keras._backend import as_param, check_input, custom_vjp, times_in_backward
+from backflip.keras._backend import (
+    as_param,
+    check_input,
+    custom_vjp,
+    forward_identity,
+    times_in_backward,
+)
 
 __all__ = [
     "clip_gradient",
@@ -63,7 +69,7 @@ def clip_gradient(x: Any, min: float | None = None, max: float | None = None) ->
                 g = ops.minimum(g, ops.cast(hi, g.dtype))
             return g
 
-        return ops.copy(x), grad
+        return forward_identity(x), grad
 
     return custom_vjp(fn, "clip_gradient")(x)
 
@@ -79,7 +85,7 @@ def clip_gradient_norm(x: Any, max_norm: float) -> Any:
             limit = ops.cast(max_norm, g.dtype)
             return g * ops.minimum(ops.cast(1.0, g.dtype), limit / ops.maximum(norm, limit))
 
-        return ops.copy(x), grad
+        return forward_identity(x), grad
 
     return custom_vjp(fn, "clip_gradient_norm")(x)
 
