@@ -89,3 +89,14 @@ def test_unwritable_data_dir(tmp_path):
 def test_manifest_is_json(fake_root):
     text = (fake_root / "mnist" / "manifest.json").read_text()
     assert json.loads(text)["dataset"] == "mnist"
+
+
+def test_unwritable_root_through_fetch_and_load(tmp_path, fake_mnist_dir):
+    from backflip.data import fetch
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(BackflipValueError, match=r"not-a-dir/mnist is not writable"):
+        fetch("mnist", root=blocker, source=fake_mnist_dir, verify=False)
+    with pytest.raises(BackflipValueError, match=r"not-a-dir/syndigits is not writable"):
+        load("syndigits", "test", root=blocker)

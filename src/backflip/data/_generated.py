@@ -48,8 +48,8 @@ def cached_npz(name: str, split: str, seed: int, root: str | os.PathLike[str] | 
                 f"{directory / file} cannot be read ({err}). Rebuild it with "
                 f"`backflip data fetch {name} --force`."
             ) from err
+    directory = dataset_dir(name, root, create=True)  # fail before the work if unwritable
     arrays = build()
-    directory = dataset_dir(name, root, create=True)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(directory / file, buf.getvalue())
