@@ -110,3 +110,15 @@ def test_scheduler_errors():
     x = np.ones((2, 1), "float32")
     with pytest.raises(BackflipValueError, match=r"found no GradientReversal layer in the model"):
         model.fit(x, x, verbose=0, callbacks=[bfk.DANNLambdaScheduler()])
+
+
+def test_scheduler_drives_only_the_given_layers():
+    inputs = keras.Input((1,))
+    driven, fixed = bfk.GradientReversal(0.0), bfk.GradientReversal(0.3)
+    model = keras.Model(inputs, keras.layers.Dense(1)(fixed(driven(inputs))))
+    model.compile("sgd", "mse")
+    scheduler = bfk.DANNLambdaScheduler(total_steps=4, gamma=5.0, lambd_max=2.0, layers=[driven])
+    x = np.ones((2, 1), "float32")
+    model.fit(x, x, batch_size=1, epochs=1, verbose=0, callbacks=[scheduler])
+    assert float(driven.lambd) == pytest.approx(dann_lambda(1 / 4, 5.0, 2.0))
+    assert float(fixed.lambd) == pytest.approx(0.3)
