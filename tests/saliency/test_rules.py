@@ -36,7 +36,9 @@ def test_matches_numpy_reference(activation, rule):
     y, gx = _torch_grad(activation, rule, **params)
     kw = {**ACTIVATIONS[activation].params, **params}
     np.testing.assert_allclose(y, ACTIVATIONS[activation].forward(X, **kw), rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(gx, apply_rule(rule, activation, X, G, **params), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        gx, apply_rule(rule, activation, X, G, **params), rtol=1e-6, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))

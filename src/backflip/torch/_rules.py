@@ -68,7 +68,9 @@ _TORCH_ACTS: dict[str, tuple[Callable, Callable, dict]] = {
     ),
     "elu": (
         lambda x, alpha=1.0: F.elu(x, alpha),
-        lambda x, alpha=1.0: torch.where(x > 0, torch.ones_like(x), alpha * torch.exp(x.clamp(max=0))),
+        lambda x, alpha=1.0: torch.where(
+            x > 0, torch.ones_like(x), alpha * torch.exp(x.clamp(max=0))
+        ),
         {"alpha": 1.0},
     ),
     "gelu": (
