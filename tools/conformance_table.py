@@ -1,6 +1,7 @@
 """Write the conformance table of the last test run into README.md.
 
-Reads ``build/conformance.json`` (written by tests/conftest.py) and replaces the
+Reads ``build/conformance*.json`` (``conformance.json`` is written by tests/conftest.py;
+``conformance-keras-<backend>.json`` by the Keras tests' per-backend subprocesses) and replaces the
 block between the ``conformance:start`` / ``conformance:end`` markers of README.md.
 Usage: ``python tools/conformance_table.py`` (or ``make conformance``).
 """
@@ -13,7 +14,16 @@ from pathlib import Path
 
 from backflip.conformance import CASES
 
-BACKENDS = ("torch", "jax", "tensorflow", "keras", "pytensor")
+# column key in the JSON files -> header
+BACKENDS = {
+    "torch": "PyTorch",
+    "jax": "JAX",
+    "tensorflow": "TensorFlow",
+    "keras": "Keras (TF)",
+    "keras-jax": "Keras (JAX)",
+    "keras-torch": "Keras (PyTorch)",
+    "pytensor": "PyTensor",
+}
 SYMBOL = {"passed": "pass", "failed": "**FAIL**", "skipped": "skip"}
 START, END = "<!-- conformance:start -->", "<!-- conformance:end -->"
 
@@ -24,7 +34,7 @@ def _params(params: dict) -> str:
 
 def render(outcomes: dict[str, dict[str, str]]) -> str:
     lines = [
-        "| case | op | params | shape | dtype | " + " | ".join(BACKENDS) + " |",
+        "| case | op | params | shape | dtype | " + " | ".join(BACKENDS.values()) + " |",
         "|---|---|---|---|---|" + "---|" * len(BACKENDS),
     ]
     for c in CASES:
@@ -38,7 +48,9 @@ def render(outcomes: dict[str, dict[str, str]]) -> str:
 
 def main() -> int:
     root = Path(__file__).resolve().parents[1]
-    outcomes = json.loads((root / "build" / "conformance.json").read_text())
+    outcomes: dict[str, dict[str, str]] = {}
+    for path in sorted((root / "build").glob("conformance*.json")):
+        outcomes.update(json.loads(path.read_text()))
     readme = root / "README.md"
     text = readme.read_text()
     head, rest = text.split(START, 1)
