@@ -317,7 +317,8 @@ def override_gradients(
 
     forward.__signature__ = inspect.signature(inner)  # type: ignore[attr-defined]
     forward._backflip_override = True  # type: ignore[attr-defined]
-    model.forward = forward
+    # torch.compile must not trace the mode: the overridden forward always runs eagerly
+    model.forward = torch.compiler.disable(forward)
     try:
         yield report
     finally:
