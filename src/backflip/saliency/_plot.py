@@ -93,7 +93,10 @@ def save_grid(
         a_ov.set_title("overlay", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.text(0.5, 0.005, "map: red raises the class score, blue lowers it "
+             "(sum over channels); overlay: |map| on the grey input", ha="center",
+             va="bottom", fontsize=7)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
