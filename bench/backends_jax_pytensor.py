@@ -1,0 +1,132 @@
+"""GRL forward+backward on a 4096x4096 float32 array, JAX and PyTensor.
+
+For each framework, the time of ``y = reverse_gradient(x, lambd)`` plus its backward
+``dL/dx = -lambd * g`` is divided by the time of the same forward+backward through
+that framework's own identity, measured side by side (interleaved) in one run;
+median of repeats. Compiled in both: ``jax.jit`` of the VJP for JAX,
+``pytensor.function`` (default FAST_RUN mode, C backend) for PyTensor. A second
+baseline is the GRL users write by hand (a ``jax.custom_vjp`` snippet; for
+PyTensor the graph ``(x, -lambd * g)`` written out directly), which shows what
+backflip itself costs. λ is a traced/symbolic argument in every variant.
+
+    .venv/bin/python bench/backends_jax_pytensor.py [--quick]
+
+Prints a Markdown table and writes bench/out/backends_jax_pytensor.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+SHAPE = (4096, 4096)
+LAMBD = 0.5
+
+
+def _median_ratio(ours: Callable[[], object], base: Callable[[], object], repeats: int) -> dict:
+    for _ in range(2):  # warm-up: trace / compile
+        ours(), base()
+    t_ours, t_base = [], []
+    for _ in range(repeats):  # interleaved, so both see the same machine load
+        for fn, out in ((ours, t_ours), (base, t_base)):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    m_ours, m_base = statistics.median(t_ours), statistics.median(t_base)
+    return {"ours_ms": 1e3 * m_ours, "baseline_ms": 1e3 * m_base, "ratio": m_ours / m_base}
+
+
+def bench_jax(x_np: np.ndarray, g_np: np.ndarray, repeats: int) -> list[dict]:
+    import jax
+    import jax.numpy as jnp
+
+    import backflip.jax as bfj
+
+    x, g, lambd = jnp.asarray(x_np), jnp.asarray(g_np), jnp.float32(LAMBD)
+
+    @jax.custom_vjp
+    def snippet(x, lambd):  # the hand-written GRL users copy
+        return x
+
+    snippet.defvjp(lambda x, lambd: (x, lambd), lambda lambd, dy: (-lambd * dy, None))
+
+    def step(op: Callable) -> Callable[[], object]:
+        @jax.jit
+        def run(x, g, lambd):
+            y, vjp = jax.vjp(lambda v: op(v, lambd), x)
+            return y, vjp(g)[0]
+
+        return lambda: jax.block_until_ready(run(x, g, lambd))
+
+    ours = step(bfj.reverse_gradient)
+    return [
+        {"framework": "jax", "mode": "jax.jit", "baseline": "identity (lambda x: x)",
+         **_median_ratio(ours, step(lambda v, lam: v), repeats)},
+        {"framework": "jax", "mode": "jax.jit", "baseline": "hand-written jax.custom_vjp GRL",
+         **_median_ratio(ours, step(snippet), repeats)},
+    ]  # fmt: skip
+
+
+def bench_pytensor(x_np: np.ndarray, g_np: np.ndarray, repeats: int) -> list[dict]:
+    import pytensor
+    import pytensor.tensor as pt
+
+    import backflip.pytensor as bfp
+
+    x = pt.matrix("x", dtype="float32")
+    g = pt.matrix("g", dtype="float32")
+    lambd = pt.scalar("lambd", dtype="float32")
+    lam = np.float32(LAMBD)
+
+    def compiled(y, dx) -> Callable[[], object]:
+        fn = pytensor.function([x, g, lambd], [y, dx], on_unused_input="ignore")
+        return lambda: fn(x_np, g_np, lam)
+
+    y = bfp.reverse_gradient(x, lambd)
+    ours = compiled(y, pt.grad(None, x, known_grads={y: g}))
+    y_id = pt.identity(x) if hasattr(pt, "identity") else x.copy()
+    identity = compiled(y_id, pt.grad(None, x, known_grads={y_id: g}))
+    by_hand = compiled(x.copy(), -lambd * g)
+    return [
+        {"framework": "pytensor", "mode": "pytensor.function (FAST_RUN)", "baseline": "identity",
+         **_median_ratio(ours, identity, repeats)},
+        {"framework": "pytensor", "mode": "pytensor.function (FAST_RUN)",
+         "baseline": "graph written by hand: (x, -lambd * g)",
+         **_median_ratio(ours, by_hand, repeats)},
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (< 60 s)")
+    args = parser.parse_args(argv)
+    repeats = 5 if args.quick else 25
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal(SHAPE, dtype=np.float32)
+    g_np = rng.standard_normal(SHAPE, dtype=np.float32)
+    rows = bench_jax(x_np, g_np, repeats) + bench_pytensor(x_np, g_np, repeats)
+    print(f"GRL forward+backward, {SHAPE[0]}x{SHAPE[1]} float32, median of {repeats}\n")
+    print("| framework | mode | baseline | ours (ms) | baseline (ms) | ratio |")
+    print("|---|---|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['framework']} | {r['mode']} | {r['baseline']} | {r['ours_ms']:.1f} "
+              f"| {r['baseline_ms']:.1f} | {r['ratio']:.2f} |")  # fmt: skip
+    out = Path(__file__).parent / "out" / "backends_jax_pytensor.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"shape": SHAPE, "repeats": repeats, "machine": platform.machine(),
+            "cpus": os.cpu_count(), "load_avg": os.getloadavg()}  # fmt: skip
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
