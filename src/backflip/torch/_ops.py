@@ -1,0 +1,191 @@
+"""Identity-forward gradient ops: reverse, scale, clip, clip by norm.
+
+Each op is a :class:`torch.autograd.Function` whose forward is ``y = x`` returned as a
+view sharing ``x``'s storage (no copy, nothing saved for backward) and whose backward
+applies one rule of :mod:`backflip.rules` to the upstream gradient ``g = dL/dy``:
+
+=======================  ==============================================
+op                       backward ``dL/dx``
+=======================  ==============================================
+``reverse_gradient``     ``-lambd * g``  (Ganin & Lempitsky 2015)
+``scale_gradient``       ``factor * g``
+``clip_gradient``        ``clamp(g, min, max)`` elementwise
+``clip_gradient_norm``   ``g * min(1, max_norm / ||g||_2)`` (whole tensor)
+=======================  ==============================================
+
+The backward is built from differentiable tensor ops, so a second derivative applies the
+rule again (through a reversal it picks up ``lambd**2``). The ops implement
+``setup_context`` and ``generate_vmap_rule = True``, so :func:`torch.func.grad`,
+:func:`torch.func.vmap` and :func:`torch.compile` work. Under ``vmap``,
+``clip_gradient_norm`` takes the norm per sample.
+
+``lambd`` / ``factor`` may be a Python number or a 0-d tensor. Under ``torch.compile`` a
+Python number is a constant of the compiled graph (a new value recompiles); a 0-d tensor
+is a graph input, so changing its value in place does not recompile. A tensor value is
+validated eagerly (one host sync); while compiling the check is skipped so that the graph
+does not break: the modules (:class:`~backflip.torch.GradientReversal`) validate in their
+setters instead.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from backflip._errors import BackflipTypeError
+from backflip._validate import check_clip_bounds, check_factor, check_lambd, check_max_norm
+
+__all__ = ["clip_gradient", "clip_gradient_norm", "reverse_gradient", "scale_gradient"]
+
+Number = float | int | torch.Tensor
+
+
+def _check_input(x: object, where: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise BackflipTypeError(
+            f"{where} expects a torch.Tensor; got {type(x).__name__}. "
+            "Convert it with torch.as_tensor(x, dtype=torch.float32)."
+        )
+    if not (x.is_floating_point() or x.is_complex()):
+        raise BackflipTypeError(
+            f"{where} needs a floating-point tensor; got dtype {x.dtype}, which carries no "
+            "gradient. Cast it first, e.g. x.float()."
+        )
+
+
+def _check_scalar(value: object, check, where: str) -> None:
+    """Validate a number or 0-d tensor; skipped for tensors while compiling (no graph break)."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0:
+            raise BackflipTypeError(
+                f"{where} takes a Python number or a 0-d tensor; got a tensor of shape "
+                f"{tuple(value.shape)}. Pass e.g. torch.tensor(0.5)."
+            )
+        if torch.compiler.is_compiling():
+            return
+        value = value.item()
+    check(value, where)
+
+
+def _as_factor(value: Number, g: torch.Tensor) -> torch.Tensor | float:
+    return value.to(dtype=g.dtype) if isinstance(value, torch.Tensor) else value
+
+
+class _Scale(torch.autograd.Function):
+    """``y = x``; ``dL/dx = factor * g`` (reverse is ``factor = -lambd``)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, factor: Number, negate: bool) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _, ctx.factor, ctx.negate = inputs
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        out = g * _as_factor(ctx.factor, g)
+        return (out.neg() if ctx.negate else out), None, None
+
+
+class _Clip(torch.autograd.Function):
+    """``y = x``; ``dL/dx = clamp(g, min, max)``."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, lo: float | None, hi: float | None) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _, ctx.lo, ctx.hi = inputs
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        return g.clamp(ctx.lo, ctx.hi), None, None
+
+
+class _ClipNorm(torch.autograd.Function):
+    """``y = x``; ``dL/dx = g * min(1, max_norm / ||g||_2)``."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, max_norm: float) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.max_norm = inputs[1]
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        norm = torch.linalg.vector_norm(g, dtype=torch.float32)
+        # norm == 0 gives inf, clamped to 1: a zero gradient stays zero.
+        scale = (ctx.max_norm / norm).clamp(max=1.0)
+        return g * scale.to(g.dtype), None
+
+
+def reverse_gradient(x: torch.Tensor, lambd: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Gradient reversal: ``y = x`` forward, ``dL/dx = -lambd * dL/dy`` backward.
+
+    The gradient reversal layer of Ganin & Lempitsky (2015), "Unsupervised Domain
+    Adaptation by Backpropagation". ``lambd`` (finite, ``>= 0``) is a number or a 0-d
+    tensor; see the module docstring for compile behaviour and double backward.
+
+    >>> x = torch.tensor([1.0, 2.0], requires_grad=True)
+    >>> reverse_gradient(x, lambd=0.5).sum().backward()
+    >>> x.grad
+    tensor([-0.5000, -0.5000])
+    """
+    _check_input(x, "reverse_gradient")
+    _check_scalar(lambd, check_lambd, "reverse_gradient")
+    return _Scale.apply(x, lambd, True)
+
+
+def scale_gradient(x: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+    """Gradient scaling: ``y = x`` forward, ``dL/dx = factor * dL/dy`` backward (finite factor).
+
+    >>> x = torch.tensor([3.0], requires_grad=True)
+    >>> (6 * scale_gradient(x, 0.5)).pow(2).sum().backward()
+    >>> x.grad
+    tensor([108.])
+    """
+    _check_input(x, "scale_gradient")
+    _check_scalar(factor, check_factor, "scale_gradient")
+    return _Scale.apply(x, factor, False)
+
+
+def clip_gradient(
+    x: torch.Tensor, min: float | None = None, max: float | None = None
+) -> torch.Tensor:
+    """Gradient clipping: ``y = x`` forward, ``dL/dx = clamp(dL/dy, min, max)`` backward.
+
+    As ``tf.clip_by_value`` applied to the upstream gradient. Under AMP's ``GradScaler``
+    the clip sees the *scaled* gradient.
+
+    >>> x = torch.tensor([2.0], requires_grad=True)
+    >>> clip_gradient(x, -0.1, 0.1).sum().backward()
+    >>> x.grad
+    tensor([0.1000])
+    """
+    _check_input(x, "clip_gradient")
+    lo, hi = check_clip_bounds(min, max, "clip_gradient")
+    return _Clip.apply(x, lo, hi)
+
+
+def clip_gradient_norm(x: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Gradient norm clipping: ``y = x``, ``dL/dx = g * min(1, max_norm / ||g||_2)``.
+
+    The L2 norm is taken over the whole tensor (per sample under ``torch.func.vmap``).
+
+    >>> x = torch.zeros(2, requires_grad=True)
+    >>> (clip_gradient_norm(x, 1.0) * torch.tensor([3.0, 4.0])).sum().backward()
+    >>> x.grad
+    tensor([0.6000, 0.8000])
+    """
+    _check_input(x, "clip_gradient_norm")
+    value = check_max_norm(max_norm, "clip_gradient_norm")
+    return _ClipNorm.apply(x, value)
