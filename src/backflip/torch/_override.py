@@ -127,8 +127,10 @@ class OverrideReport:
         """Check, on random inputs, that each activation seen follows the rule.
 
         Runs :func:`backflip.torch.check_gradient` on
-        :func:`~backflip.torch.activation_with_rule` for every activation in
-        ``self.activations`` and raises if one does not match the NumPy reference.
+        :func:`~backflip.torch.activation_with_rule` for every activation (with its
+        parameters) in ``self.activations``: the VJP must equal the rule applied to
+        PyTorch's own derivative and, for guided/deconvnet, differ from the default
+        VJP. Raises :class:`backflip.torch.GradientCheckError` otherwise.
         """
         if self.seen == 0:
             raise BackflipValueError(
@@ -150,34 +152,31 @@ _PLAIN = {
 
 
 def _verify_one(activation: str, params: dict, rule: Rule) -> None:
-    """Rule's VJP == expected (from PyTorch's own derivative) and != default where it should."""
-    gen = torch.Generator().manual_seed(0)
-    x = (torch.randn(256, generator=gen, dtype=torch.float64) * 3).requires_grad_()
-    g = torch.randn(256, generator=gen, dtype=torch.float64)
-    y_plain = _PLAIN[activation](x, **params)
-    (default,) = torch.autograd.grad(y_plain, x, g)
-    y = activation_with_rule(x, activation, rule, **params)
-    (got,) = torch.autograd.grad(y, x, g)
-    zero = torch.zeros_like(g)
-    if callable(rule):
-        expected = rule(x.detach(), y_plain.detach(), g)
-    elif rule == "vanilla":
-        expected = default
-    elif rule == "guided":
-        expected = torch.where(g > 0, default, zero)
-    else:
-        expected = torch.where(g > 0, g, zero)
-    err = float((got - expected).abs().max())
-    if err > 1e-6:
-        raise BackflipValueError(
-            f"verify: the backward of {activation}{params or ''} under rule {rule!r} is off "
-            f"the expected rule by {err:.3g}; the override is not in effect."
-        )
-    if rule in ("guided", "deconvnet") and torch.equal(got, default):
-        raise BackflipValueError(
-            f"verify: the backward of {activation} under rule {rule!r} equals the default "
-            "gradient; the override is not in effect."
-        )
+    """check_gradient: the rule's VJP == the rule applied to PyTorch's own derivative,
+    and (guided, deconvnet) != the default VJP, on random float64 inputs."""
+    from backflip.torch._check import check_gradient
+
+    plain = _PLAIN[activation]
+
+    def expected(x, output, grad_output):
+        xx = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (default,) = torch.autograd.grad(plain(xx, **params), xx, grad_output)
+        if callable(rule):
+            return rule(x, output, grad_output)
+        if rule == "vanilla":
+            return default
+        if rule == "guided":
+            return torch.where(grad_output > 0, default, torch.zeros_like(default))
+        return grad_output.clamp(min=0)
+
+    x = torch.randn(256, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
+    check_gradient(
+        lambda v: activation_with_rule(v, activation, rule, **params),
+        x,
+        expected,
+        default_fn=(lambda v: plain(v, **params)) if rule in ("guided", "deconvnet") else None,
+    )
 
 
 def _call_site(modules: dict[int, str], label: str) -> str:
