@@ -67,8 +67,6 @@ def _torch_grads(params, xs, ys, xt, lambd, grl):
 def _backflip_grl(x, lambd):
     import backflip.torch as bft
 
-    if not hasattr(bft, "reverse_gradient"):  # pragma: no cover - until backflip.torch lands
-        pytest.skip("backflip.torch.reverse_gradient is not there yet")
     return bft.reverse_gradient(x, lambd)
 
 
