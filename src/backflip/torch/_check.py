@@ -90,13 +90,15 @@ def check_gradient(
     >>> report.ok, report.differs_from_default
     (True, True)
     """
-    xs = tuple(t.detach().clone().requires_grad_(True) for t in _tuple(inputs))
-    for i, x in enumerate(xs):
+    raw = _tuple(inputs)
+    for i, x in enumerate(raw):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
             raise BackflipTypeError(
                 f"check_gradient needs floating-point tensor inputs; input {i} has dtype "
-                f"{x.dtype}. Cast it with .float() or .double()."
+                f"{got}. Cast it with .float() or .double()."
             )
+    xs = tuple(t.detach().clone().requires_grad_(True) for t in raw)
     y = fn(*xs)
     d_rtol, d_atol = _TOL.get(y.dtype, (1e-5, 1e-8))
     rtol = d_rtol if rtol is None else rtol

@@ -122,7 +122,8 @@ class _ClipNorm(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
-        norm = torch.linalg.vector_norm(g, dtype=torch.float32)
+        acc = torch.promote_types(g.dtype, torch.float32)  # half types: accumulate in float32
+        norm = torch.linalg.vector_norm(g, dtype=acc)
         # norm == 0 gives inf, clamped to 1: a zero gradient stays zero.
         scale = (ctx.max_norm / norm).clamp(max=1.0)
         return g * scale.to(g.dtype), None
