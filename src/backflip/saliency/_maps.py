@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from backflip._errors import BackflipTypeError, BackflipValueError
-from backflip.torch._override import override_gradients
+from backflip.torch import override_gradients
 
 __all__ = [
     "METHODS",
