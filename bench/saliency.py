@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -108,6 +109,7 @@ def main(argv: list[str]) -> int:
     for name in ("backflip guided, F.relu model", "module-hook guided (Captum's approach)"):
         torch.testing.assert_close(methods[name](), ref)
 
+    load0 = os.getloadavg()[0]  # other processes on the machine skew the ratios
     times: dict[str, list[float]] = {name: [] for name in methods}
     for fn in methods.values():  # warm-up
         fn()
@@ -126,7 +128,8 @@ def main(argv: list[str]) -> int:
                      "ratio_vs_gradient": med / base})  # fmt: skip
     print(f"Saliency maps, digits CNN (3x28x28), batch {args.batch}, 1 CPU thread, "
           f"median of {repeats} x {inner} calls, torch {torch.__version__}, "
-          f"{platform.machine()}\n")  # fmt: skip
+          f"{platform.machine()}, load average before/after "
+          f"{load0:.2f}/{os.getloadavg()[0]:.2f}\n")  # fmt: skip
     print("| method | ms / batch | images / s | time vs gradient |")
     print("|---|---:|---:|---:|")
     for r in rows:
@@ -135,7 +138,8 @@ def main(argv: list[str]) -> int:
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     meta = {"batch": args.batch, "repeats": repeats, "inner": inner, "threads": 1,
-            "torch": torch.__version__, "machine": platform.machine(), "quick": args.quick}  # fmt: skip
+            "torch": torch.__version__, "machine": platform.machine(), "quick": args.quick,
+            "load_average": [load0, os.getloadavg()[0]]}  # fmt: skip
     (out / "saliency.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     return 0
 
