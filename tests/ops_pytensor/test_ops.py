@@ -198,3 +198,21 @@ def test_activation_errors():
         bfp.activation_with_rule(x, "relu", "smooth")
     with pytest.raises(BackflipTypeError, match=r"takes the parameters \['alpha'\]; got \['beta'"):
         bfp.activation_with_rule(x, "elu", "guided", beta=2.0)
+
+
+def test_static_shape_is_kept_so_broadcasting_works():
+    x = pt.tensor("x", dtype="float32", shape=(1, 3))
+    z = pt.matrix("z", dtype="float32")
+    outs = [
+        bfp.reverse_gradient(x, 2.0),
+        bfp.clip_gradient(x, -0.1, 0.1),
+        bfp.clip_gradient_norm(x, 1.0),
+        bfp.guided_relu(x),
+    ]
+    for y in outs:
+        assert y.type.shape == (1, 3) and y.dtype == "float32"
+    y = outs[0] + z  # needs the static 1 to broadcast against z
+    fn = pytensor.function([x, z], [y, pt.grad(y.sum(), x)], mode=FAST)
+    out, dx = fn(np.ones((1, 3), "float32"), np.zeros((4, 3), "float32"))
+    assert out.shape == (4, 3)
+    np.testing.assert_array_equal(dx, np.full((1, 3), -8.0, "float32"))  # 4 rows, lambd 2

@@ -7,7 +7,8 @@ vector-Jacobian product override; ``lop_overrides`` is deprecated and
 ``OpFromGraph`` instance, the old Theano recipe, is silently ignored by PyTensor:
 only ``pullback`` is used. The pullbacks are symbolic, so a second derivative
 through a reversal picks up ``lambd**2``. One ``OpFromGraph`` is built per input
-dtype and rank (and per clip bounds) and reused.
+dtype and static shape (and per clip bounds) and reused, so the output keeps the
+input's static shape (broadcastable dimensions included).
 """
 
 from __future__ import annotations
@@ -34,13 +35,9 @@ __all__ = [
 ]
 
 
-def _like(x: TensorVariable) -> TensorVariable:
-    return pt.tensor(dtype=x.dtype, shape=(None,) * x.ndim)
-
-
 @functools.lru_cache(maxsize=64)
-def _times_op(dtype: str, ndim: int) -> OpFromGraph:
-    x = pt.tensor(dtype=dtype, shape=(None,) * ndim)
+def _times_op(dtype: str, shape: tuple[int | None, ...]) -> OpFromGraph:
+    x = pt.tensor(dtype=dtype, shape=shape)
     factor = pt.scalar(dtype=dtype)
 
     def pullback(inputs, outputs, cotangents):
@@ -64,7 +61,7 @@ def reverse_gradient(x: Any, lambd: float | TensorVariable = 1.0) -> TensorVaria
     """
     x = check_input(x, "reverse_gradient")
     lam = as_param(lambd, x.dtype, "lambd", "reverse_gradient")
-    return _times_op(x.dtype, x.ndim)(x, -lam)
+    return _times_op(x.dtype, x.type.shape)(x, -lam)
 
 
 def scale_gradient(x: Any, factor: float | TensorVariable) -> TensorVariable:
@@ -77,12 +74,14 @@ def scale_gradient(x: Any, factor: float | TensorVariable) -> TensorVariable:
     108.0
     """
     x = check_input(x, "scale_gradient")
-    return _times_op(x.dtype, x.ndim)(x, as_factor(factor, x.dtype))
+    return _times_op(x.dtype, x.type.shape)(x, as_factor(factor, x.dtype))
 
 
 @functools.lru_cache(maxsize=64)
-def _clip_op(dtype: str, ndim: int, lo: float | None, hi: float | None) -> OpFromGraph:
-    x = pt.tensor(dtype=dtype, shape=(None,) * ndim)
+def _clip_op(
+    dtype: str, shape: tuple[int | None, ...], lo: float | None, hi: float | None
+) -> OpFromGraph:
+    x = pt.tensor(dtype=dtype, shape=shape)
 
     def pullback(inputs, outputs, cotangents):
         (g,) = cotangents
@@ -106,12 +105,12 @@ def clip_gradient(x: Any, min: float | None = None, max: float | None = None) ->
     """
     lo, hi = check_clip_bounds(min, max, "clip_gradient")
     x = check_input(x, "clip_gradient")
-    return _clip_op(x.dtype, x.ndim, lo, hi)(x)
+    return _clip_op(x.dtype, x.type.shape, lo, hi)(x)
 
 
 @functools.lru_cache(maxsize=64)
-def _clip_norm_op(dtype: str, ndim: int, max_norm: float) -> OpFromGraph:
-    x = pt.tensor(dtype=dtype, shape=(None,) * ndim)
+def _clip_norm_op(dtype: str, shape: tuple[int | None, ...], max_norm: float) -> OpFromGraph:
+    x = pt.tensor(dtype=dtype, shape=shape)
 
     def pullback(inputs, outputs, cotangents):
         (g,) = cotangents
@@ -135,7 +134,7 @@ def clip_gradient_norm(x: Any, max_norm: float) -> TensorVariable:
     """
     max_norm = check_max_norm(max_norm, "clip_gradient_norm")
     x = check_input(x, "clip_gradient_norm")
-    return _clip_norm_op(x.dtype, x.ndim, max_norm)(x)
+    return _clip_norm_op(x.dtype, x.type.shape, max_norm)(x)
 
 
 def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callable[..., Any]:
@@ -189,7 +188,7 @@ def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callab
     @functools.wraps(fn)
     def wrapper(*xs: Any) -> TensorVariable:
         xs = tuple(pt.as_tensor_variable(x) for x in xs)
-        inner = [_like(x) for x in xs]
+        inner = [x.type() for x in xs]  # same dtype and static shape
         y, _ = build(*inner)
         return OpFromGraph(
             inner, [y], pullback=pullback, name=f"custom_gradient_{name}", inline=True

@@ -1,7 +1,7 @@
 """Nonlinearity gradient rules (guided backprop, deconvnet, user rules) for PyTensor.
 
 The maths of every rule is in :mod:`backflip.rules`; here each activation has a
-PyTensor forward and each (activation, rule, parameters, dtype, rank) one
+PyTensor forward and each (activation, rule, parameters, dtype, static shape) one
 ``OpFromGraph`` whose ``pullback`` applies the rule.
 """
 
@@ -34,9 +34,11 @@ _FORWARD: dict[str, Callable[..., TensorVariable]] = {
 
 
 @functools.lru_cache(maxsize=256)
-def _rule_op(name: str, rule: Any, params: tuple, dtype: str, ndim: int) -> OpFromGraph:
+def _rule_op(
+    name: str, rule: Any, params: tuple, dtype: str, shape: tuple[int | None, ...]
+) -> OpFromGraph:
     kw = dict(params)
-    x = pt.tensor(dtype=dtype, shape=(None,) * ndim)
+    x = pt.tensor(dtype=dtype, shape=shape)
     y = pt.cast(_FORWARD[name](x, **kw), dtype)
 
     def pullback(inputs, outputs, cotangents):
@@ -87,7 +89,7 @@ def activation_with_rule(
         )
     x = check_input(x, "activation_with_rule")
     kw = tuple(sorted({**act.params, **params}.items()))
-    return _rule_op(activation, rule, kw, x.dtype, x.ndim)(x)
+    return _rule_op(activation, rule, kw, x.dtype, x.type.shape)(x)
 
 
 def guided_relu(x: Any) -> TensorVariable:
