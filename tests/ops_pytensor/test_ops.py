@@ -216,3 +216,19 @@ def test_static_shape_is_kept_so_broadcasting_works():
     out, dx = fn(np.ones((1, 3), "float32"), np.zeros((4, 3), "float32"))
     assert out.shape == (4, 3)
     np.testing.assert_array_equal(dx, np.full((1, 3), -8.0, "float32"))  # 4 rows, lambd 2
+
+
+def test_forward_mode_pushforward():
+    """pushforward (by PyTensor's double pullback) reverses the tangent through a GRL.
+
+    Through a clip it gives the tangent unchanged: the pullback clip(g) linearised at
+    g = 0 is the identity. Documented in docs/sections/jax_pytensor.md.
+    """
+    from pytensor.gradient import pushforward
+
+    x, v = pt.vector("x"), pt.vector("v")
+    jv_rev = pushforward(bfp.reverse_gradient(x, 3.0), x, v)
+    jv_clip = pushforward(bfp.clip_gradient(x, -0.1, 0.1), x, v)
+    got_rev, got_clip = pytensor.function([x, v], [jv_rev, jv_clip], mode=FAST)(X, W)
+    np.testing.assert_array_equal(got_rev, -3.0 * W)
+    np.testing.assert_array_equal(got_clip, W)
