@@ -20,8 +20,10 @@ rule again (through a reversal it picks up ``lambd**2``). The ops implement
 ``clip_gradient_norm`` takes the norm per sample.
 
 ``lambd`` / ``factor`` may be a Python number or a 0-d tensor. Under ``torch.compile`` a
-Python number is a constant of the compiled graph (a new value recompiles); a 0-d tensor
-is a graph input, so changing its value in place does not recompile. A tensor value is
+Python number is first a constant of the compiled graph; a second value recompiles once
+with a symbolic float (dynamo's automatic dynamic), checked by comparisons that become\nguards.
+A 0-d tensor is a graph input, so changing its value in place never recompiles: prefer
+it (or the modules) in compiled training loops. A tensor value is
 validated eagerly (one host sync); while compiling the check is skipped so that the graph
 does not break: the modules (:class:`~backflip.torch.GradientReversal`) validate in their
 setters instead.
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-from backflip._errors import BackflipTypeError
+from backflip._errors import BackflipTypeError, BackflipValueError
 from backflip._validate import check_clip_bounds, check_factor, check_lambd, check_max_norm
 
 __all__ = ["clip_gradient", "clip_gradient_norm", "reverse_gradient", "scale_gradient"]
@@ -63,7 +65,22 @@ def _check_scalar(value: object, check, where: str) -> None:
         if torch.compiler.is_compiling():
             return
         value = value.item()
+    elif torch.compiler.is_compiling():
+        # maybe a symbolic float (dynamo's automatic dynamic): math.isfinite would break
+        # the graph; these comparisons become guards, so a bad value is caught on retrace.
+        if not _plausible(value, check):
+            raise BackflipValueError(
+                f"{where} got an invalid value while compiling (NaN, inf, or a negative "
+                "lambd); call it eagerly to see the value, or use a module's setter."
+            )
+        return
     check(value, where)
+
+
+def _plausible(value: float, check) -> bool:
+    """Finite (and >= 0 for lambd) by comparisons that dynamo can trace as guards."""
+    finite = value - value == 0  # False for nan and +-inf
+    return bool(finite and (check is not check_lambd or value >= 0))
 
 
 def _as_factor(value: Number, g: torch.Tensor) -> torch.Tensor | float:
