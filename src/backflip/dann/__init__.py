@@ -1,0 +1,43 @@
+"""Domain-adversarial training (DANN, Ganin & Lempitsky 2015) in PyTorch.
+
+``DANN`` over any modules, the paper's networks, ``AdversarialHead``, a one-function
+training loop configured by ``TrainConfig``, checkpoints that resume exactly,
+model selection without target labels, plots, and the ``backflip run`` experiments.
+
+>>> from backflip.dann import TrainConfig, train
+>>> cfg = TrainConfig(source="moons", target="moons-rotated", epochs=1, limit=64,
+...                   batch_size=32, progress=False)
+>>> 0.0 <= train(cfg).target_accuracy <= 1.0
+True
+"""
+
+from backflip.dann._checkpoint import load_checkpoint, load_model, save_checkpoint
+from backflip.dann._config import METHODS, TrainConfig, add_config_arguments, config_from_args
+from backflip.dann._data import apply_transform, load_domain
+from backflip.dann._models import ARCHITECTURES, DANN, AdversarialHead, build_model
+from backflip.dann._selection import CRITERIA, dev_risk, pick, snd, target_entropy
+from backflip.dann._train import TrainingStopped, TrainResult, train
+
+__all__ = [
+    "ARCHITECTURES",
+    "CRITERIA",
+    "DANN",
+    "METHODS",
+    "AdversarialHead",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingStopped",
+    "add_config_arguments",
+    "apply_transform",
+    "build_model",
+    "config_from_args",
+    "dev_risk",
+    "load_checkpoint",
+    "load_domain",
+    "load_model",
+    "pick",
+    "save_checkpoint",
+    "snd",
+    "target_entropy",
+    "train",
+]

@@ -1,0 +1,139 @@
+"""``TrainConfig``: every knob of one DANN run, typed, commented, and turned into a CLI."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from backflip._errors import BackflipTypeError, BackflipValueError
+
+__all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args"]
+
+METHODS = ("source-only", "dann", "target-only")
+TRANSFORMS = ("none", "rgb", "resize28", "resize32", "rgb+resize32", "rgb+resize28")
+
+
+@dataclass
+class TrainConfig:
+    """One training run (nanoGPT style: plain fields, one comment each).
+
+    >>> TrainConfig(source="moons", target="moons-rotated").method
+    'dann'
+    """
+
+    source: str = "mnist"  # labelled source data set (backflip.data.DATASETS)
+    target: str = "mnistm"  # unlabelled target data set (labels used only to report accuracy)
+    method: str = "dann"  # source-only | dann | target-only (upper bound: trains on target labels)
+    arch: str = "auto"  # mnist | digits32 | moons | auto (from the sample shape)
+    epochs: int = 10  # passes over the larger domain's training set
+    batch_size: int = 64  # samples per domain per step (global, over all processes)
+    optimizer: str = "sgd"  # sgd (the paper's, momentum 0.9) | adam
+    lr: float = 0.01  # lr0 of the paper's annealing lr0 / (1 + 10 p) ** 0.75
+    lr_schedule: str = "dann"  # dann (annealed as above) | constant
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 0.0  # L2 penalty of the optimizer
+    lambd_max: float = 1.0  # λ(p) = lambd_max * (2 / (1 + exp(-gamma p)) - 1)
+    gamma: float = 10.0  # steepness of the λ schedule
+    val_fraction: float = 0.1  # share of source train held out for model selection
+    limit: int | None = None  # keep the first N samples of each split (quick runs, tests)
+    source_transform: str = "none"  # none | rgb | resize28 | resize32 | rgb+resize32 | ...
+    target_transform: str = "none"  # as source_transform, for the target
+    seed: int = 0  # seeds data order, initial weights and the generated data sets
+    data_seed: int = 0  # seed of the generated data sets (mnistm, syndigits)
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps
+    amp: bool = False  # autocast: bf16 on CPU, fp16 + GradScaler on CUDA
+    compile: bool = False  # torch.compile the model
+    out: str | None = None  # run folder: config.json, metrics.jsonl, checkpoint.pt
+    resume: bool = False  # continue from out/checkpoint.pt (exactly, same seed and config)
+    checkpoint_every: int = 1  # write out/checkpoint.pt every N epochs (and on SIGINT/SIGTERM)
+    eval_limit: int = 2000  # samples per domain used for per-epoch evaluation and selection
+    progress: bool = True  # tqdm progress bar with live loss, accuracies and λ
+    tensorboard: bool = False  # also log to out/tb (needs torch.utils.tensorboard)
+    data_root: str | None = None  # data cache folder (default $BACKFLIP_DATA)
+    hidden: int = 15  # hidden units of the moons net
+    threads: int | None = None  # torch.set_num_threads (1 is fastest for tiny nets on a busy CPU)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise BackflipValueError(
+                f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}."
+            )
+        for side in ("source_transform", "target_transform"):
+            if getattr(self, side) not in TRANSFORMS:
+                raise BackflipValueError(
+                    f"unknown {side} {getattr(self, side)!r}; choose one of "
+                    f"{', '.join(TRANSFORMS)}."
+                )
+        for name, choices in (("optimizer", ("sgd", "adam")), ("lr_schedule", ("dann", "constant"))):
+            if getattr(self, name) not in choices:
+                raise BackflipValueError(
+                    f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}."
+                )
+        if self.epochs < 1:
+            raise BackflipValueError(f"epochs must be >= 1; got {self.epochs}.")
+        if self.batch_size < 1:
+            raise BackflipValueError(f"batch_size must be >= 1; got {self.batch_size}.")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise BackflipValueError(
+                f"val_fraction must lie in [0, 1); got {self.val_fraction}. Use 0.1 to hold "
+                "out a tenth of the source training set for model selection."
+            )
+        if self.resume and not self.out:
+            raise BackflipValueError("resume needs the run folder: pass --out DIR as well.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON- and ``weights_only``-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict; unknown keys are rejected with the valid ones listed."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise BackflipValueError(
+                f"unknown TrainConfig key(s) {unknown}; valid keys: {', '.join(sorted(known))}."
+            )
+        return cls(**values)
+
+
+def _base_type(tp: Any) -> type:
+    if isinstance(tp, types.UnionType):
+        return next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per TrainConfig field, with the field's comment as help."""
+    import inspect
+
+    comments: dict[str, str] = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        line = line.strip()
+        if ":" in line and "#" in line and not line.startswith(("#", '"')):
+            comments[line.split(":", 1)[0].strip()] = line.split("#", 1)[1].strip()
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = comments.get(f.name, "") + f" (default: {f.default})"
+        tp = _base_type(hints[f.name])
+        if tp is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=help_)
+        else:
+            parser.add_argument(flag, type=tp, default=f.default, help=help_, metavar=f.name.upper())
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed arguments (fields only; other attributes are ignored)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    for name, value in values.items():
+        if value is not None and not isinstance(value, bool | int | float | str):
+            raise BackflipTypeError(f"{name} must be a plain value; got {value!r}.")
+    return TrainConfig(**values)
+
+

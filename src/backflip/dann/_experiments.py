@@ -1,0 +1,166 @@
+"""The ``backflip run`` presets: every method over seeds, a table, results.json, report, plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backflip._errors import BackflipValueError
+from backflip.dann._config import METHODS, TrainConfig
+from backflip.dann._train import TrainResult, train
+
+__all__ = ["EXPERIMENTS", "experiment_config", "run_experiment"]
+
+# name -> (full settings, --quick overrides). Headline numbers are final-epoch, never selected.
+EXPERIMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "moons": ({"source": "moons", "target": "moons-rotated", "arch": "moons", "epochs": 60,
+               "batch_size": 32, "optimizer": "adam", "lr": 0.01, "threads": 1,
+               "eval_limit": 500},
+              {"epochs": 40}),
+    "mnist-mnistm": ({"source": "mnist", "target": "mnistm", "source_transform": "rgb",
+                      "arch": "mnist", "epochs": 10, "batch_size": 64},
+                     {"epochs": 3, "limit": 10000, "eval_limit": 1000}),
+    "syndigits-mnist": ({"source": "syndigits", "target": "mnist",
+                         "target_transform": "rgb+resize32", "arch": "digits32", "epochs": 10,
+                         "batch_size": 64},
+                        {"epochs": 2, "limit": 4000, "eval_limit": 1000}),
+}
+
+
+def experiment_config(name: str, method: str, *, quick: bool = False, seed: int = 0,
+                      **overrides: Any) -> TrainConfig:
+    """The TrainConfig of one preset run.
+
+    >>> experiment_config("moons", "dann", quick=True).epochs
+    40
+    """
+    if name not in EXPERIMENTS:
+        raise BackflipValueError(
+            f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}."
+        )
+    full, fast = EXPERIMENTS[name]
+    values = {**full, **(fast if quick else {}), "method": method, "seed": seed,
+              **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig.from_dict(values)
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "runs": values}
+
+
+def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str | Path = "runs",
+                   device: str = "cpu", progress: bool = True, plots: bool = True,
+                   methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
+    """Train every method for ``seeds`` seeds; write results.json, report.md and plots.
+
+    Returns the results dict: ``{"experiment": name, "methods": {method:
+    {"target_accuracy": {"mean", "std", "runs"}, ...}}, ...}``.
+    """
+    experiment_config(name, "dann")  # unknown names fail before any work
+    if seeds < 1:
+        raise BackflipValueError(f"--seeds must be >= 1; got {seeds}.")
+    out = Path(out)
+    results: dict[str, Any] = {"experiment": name, "quick": quick, "methods": {}}
+    kept: dict[str, TrainResult] = {}
+    for method in methods:
+        accs, picks, secs = [], [], []
+        for seed in range(seeds):
+            cfg = experiment_config(name, method, quick=quick, seed=seed, device=device,
+                                    out=str(out / "runs" / f"{method}-seed{seed}"),
+                                    progress=progress)
+            t0 = time.perf_counter()
+            res = train(cfg)
+            secs.append(time.perf_counter() - t0)
+            accs.append(res.target_accuracy)
+            picks.append(res.selection)
+            if seed == 0:
+                kept[method] = res
+        results["methods"][method] = {
+            "target_accuracy": _stats(accs),
+            "selected_target_accuracy": {
+                c: _stats([p[c]["target_acc"] for p in picks if c in p])
+                for c in picks[0]},
+            "seconds": _stats(secs),
+            "config": dataclasses.asdict(experiment_config(name, method, quick=quick)),
+        }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    figures = _plots(name, kept, out) if plots else []
+    (out / "report.md").write_text(report(results, figures))
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown table of target accuracy (mean +- std over seeds) per method."""
+    lines = ["| method | target accuracy (final epoch) | seeds | seconds per run |",
+             "|---|---|---|---|"]
+    for method, r in results["methods"].items():
+        a, s = r["target_accuracy"], r["seconds"]
+        label = method + (" (upper bound, uses target labels)" if method == "target-only" else "")
+        lines.append(f"| {label} | {a['mean']:.4f} +- {a['std']:.4f} | {len(a['runs'])} | "
+                     f"{s['mean']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(results: dict[str, Any], figures: list[str]) -> str:
+    """report.md: the table, what each selection criterion would pick, the figures."""
+    text = [f"# backflip run {results['experiment']}" + (" --quick" if results["quick"] else ""),
+            "", table(results),
+            "Model selection without target labels (target accuracy of the epoch each "
+            "criterion picks; the headline above is the final epoch):", "",
+            "| method | " + " | ".join(("source_val_acc", "dev_risk", "target_entropy", "snd"))
+            + " |", "|---|---|---|---|---|"]
+    for method, r in results["methods"].items():
+        sel = r["selected_target_accuracy"]
+        cells = [f"{sel[c]['mean']:.4f}" if c in sel else "-"
+                 for c in ("source_val_acc", "dev_risk", "target_entropy", "snd")]
+        text.append(f"| {method} | " + " | ".join(cells) + " |")
+    text += [""] + [f"![{f}]({f})" for f in figures]
+    return "\n".join(text) + "\n"
+
+
+def _plots(name: str, kept: dict[str, TrainResult], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import torch
+
+    from backflip.dann._data import load_domain
+    from backflip.dann._plots import DecisionBoundary, FeatureProjection, TrainingCurves
+
+    files = []
+    for method, res in kept.items():
+        fig = TrainingCurves(res.history, f"{name}: {method}").plot()
+        fig.savefig(out / f"curves-{method}.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        files.append(f"curves-{method}.png")
+    some = next(iter(kept.values()))
+    src = load_domain(some.config, "source", "test")
+    tgt = load_domain(some.config, "target", "test")
+    n = 1000
+    fig, axes = plt.subplots(1, len(kept), figsize=(4.2 * len(kept), 3.6), squeeze=False)
+    with torch.no_grad():
+        for ax, (method, res) in zip(axes[0], kept.items(), strict=True):
+            fs = res.model.embed(torch.as_tensor(src.x[:n])).numpy()
+            ft = res.model.embed(torch.as_tensor(tgt.x[:n])).numpy()
+            FeatureProjection(fs, ft, f"{method} features").plot(ax=ax)
+    fig.savefig(out / "features-pca.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    files.append("features-pca.png")
+    if src.x.ndim == 2 and src.x.shape[1] == 2:
+        fig, axes = plt.subplots(1, len(kept), figsize=(4.2 * len(kept), 3.6), squeeze=False)
+        for ax, (method, res) in zip(axes[0], kept.items(), strict=True):
+            def predict(x, m=res.model):
+                with torch.no_grad():
+                    return m(torch.as_tensor(x)).argmax(1).numpy()
+            DecisionBoundary(predict, src.x, src.y, tgt.x, method).plot(ax=ax)
+        fig.savefig(out / "decision-boundary.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        files.append("decision-boundary.png")
+    return files

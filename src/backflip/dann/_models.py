@@ -1,0 +1,142 @@
+"""The DANN architecture over any modules, the paper's networks, and ``AdversarialHead``.
+
+Ganin & Lempitsky, "Unsupervised Domain Adaptation by Backpropagation" (ICML 2015):
+a feature extractor ``G_f`` feeds a label predictor ``G_y`` and, through a gradient
+reversal layer (GRL), a domain classifier ``G_d``. One backward pass then trains
+``G_d`` to tell the domains apart and ``G_f`` to make them indistinguishable:
+``dL/dtheta_f = dL_y/dtheta_f - lambd * dL_d/dtheta_f``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from backflip._errors import BackflipValueError
+from backflip.schedules import dann_lambda
+from backflip.torch import GradientReversal
+
+__all__ = ["ARCHITECTURES", "DANN", "AdversarialHead", "build_model"]
+
+ARCHITECTURES = ("mnist", "digits32", "moons")
+
+
+class DANN(nn.Module):
+    """Feature extractor + label classifier + domain discriminator behind a GRL.
+
+    ``forward(x)`` returns class logits (so a trained DANN is an ordinary classifier);
+    :meth:`domain_forward` takes one batch holding source then target samples and
+    returns ``(class_logits, domain_logits)``, computed with ONE pass of the feature
+    extractor over the concatenated batch. The domain logits are raw (use
+    ``BCEWithLogitsLoss``, safe under autocast). ``grl`` defaults to
+    ``GradientReversal(schedule=dann_lambda)``.
+
+    >>> m = build_model("moons")
+    >>> y, d = m.domain_forward(torch.zeros(6, 2))
+    >>> tuple(y.shape), tuple(d.shape)
+    ((6, 2), (6,))
+    """
+
+    def __init__(self, features: nn.Module, classifier: nn.Module, discriminator: nn.Module,
+                 grl: nn.Module | None = None) -> None:
+        super().__init__()
+        self.features = features
+        self.classifier = classifier
+        self.discriminator = discriminator
+        self.grl = GradientReversal(schedule=dann_lambda) if grl is None else grl
+
+    def forward(self, x: torch.Tensor, with_domain: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        if not with_domain:
+            return self.classifier(f)
+        return self.classifier(f), self.discriminator(self.grl(f)).reshape(-1)
+
+    def domain_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class and domain logits of a (source + target) batch in one feature pass.
+
+        The same as ``self(x, with_domain=True)`` (the form DistributedDataParallel needs).
+        """
+        return self(x, with_domain=True)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The features ``G_f(x)``, flattened to ``(N, D)`` (for plots and selection)."""
+        return self.features(x).flatten(1)
+
+
+class AdversarialHead(nn.Module):
+    """Predict any attribute from features through a GRL (to remove it from the features).
+
+    ``head(features)`` returns the attribute logits; its gradient into the features is
+    reversed and scaled by λ, so training it with its ordinary loss pushes the
+    features to carry LESS information about the attribute (a nuisance or sensitive
+    attribute, the domain, or the complement label of the composite-zero experiment).
+    ``reverse=False`` gives the same head without the GRL (the control).
+
+    >>> h = AdversarialHead(nn.Linear(4, 2))
+    >>> h(torch.zeros(3, 4)).shape
+    torch.Size([3, 2])
+    """
+
+    def __init__(self, head: nn.Module, lambd: float = 1.0, reverse: bool = True) -> None:
+        super().__init__()
+        self.head = head
+        self.grl = GradientReversal(lambd) if reverse else nn.Identity()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.grl(features))
+
+
+def _mnist(in_channels: int, num_classes: int) -> DANN:
+    # The paper's MNIST -> MNIST-M network (28 x 28 input).
+    features = nn.Sequential(
+        nn.Conv2d(in_channels, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 48, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+    )
+    classifier = nn.Sequential(nn.Linear(48 * 4 * 4, 100), nn.ReLU(), nn.Linear(100, 100),
+                               nn.ReLU(), nn.Linear(100, num_classes))
+    discriminator = nn.Sequential(nn.Linear(48 * 4 * 4, 100), nn.ReLU(), nn.Linear(100, 1))
+    return DANN(features, classifier, discriminator)
+
+
+def _digits32(in_channels: int, num_classes: int) -> DANN:
+    # The paper's SVHN / SynNumbers network (32 x 32 colour input).
+    features = nn.Sequential(
+        nn.Conv2d(in_channels, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(), nn.Flatten(),
+    )
+    dim = 128 * 7 * 7
+    classifier = nn.Sequential(nn.Linear(dim, 3072), nn.ReLU(), nn.Linear(3072, 2048),
+                               nn.ReLU(), nn.Linear(2048, num_classes))
+    discriminator = nn.Sequential(nn.Linear(dim, 1024), nn.ReLU(), nn.Linear(1024, 1024),
+                                  nn.ReLU(), nn.Linear(1024, 1))
+    return DANN(features, classifier, discriminator)
+
+
+def _moons(in_features: int, num_classes: int, hidden: int = 15) -> DANN:
+    # The JMLR paper's shallow net: one hidden layer, a logistic domain regressor on it.
+    features = nn.Sequential(nn.Linear(in_features, hidden), nn.Sigmoid())
+    return DANN(features, nn.Linear(hidden, num_classes), nn.Linear(hidden, 1))
+
+
+def build_model(arch: str, in_shape: tuple[int, ...] | None = None, num_classes: int = 10,
+                hidden: int = 15) -> DANN:
+    """One of the paper's networks: ``"mnist"`` (Cx28x28), ``"digits32"`` (Cx32x32), ``"moons"``.
+
+    >>> build_model("mnist", (3, 28, 28))(torch.zeros(2, 3, 28, 28)).shape
+    torch.Size([2, 10])
+    """
+    if arch == "moons":
+        return _moons(in_shape[0] if in_shape else 2, num_classes if in_shape else 2, hidden)
+    expect = {"mnist": 28, "digits32": 32}
+    if arch not in expect:
+        raise BackflipValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}.")
+    shape = in_shape or (3, expect[arch], expect[arch])
+    if len(shape) != 3 or shape[1:] != (expect[arch], expect[arch]):
+        raise BackflipValueError(
+            f"architecture {arch!r} needs images of C x {expect[arch]} x {expect[arch]}; got "
+            f"samples of shape {tuple(shape)}. Resize the data (--source-transform/"
+            f"--target-transform resize{expect[arch]}) or pick another --arch."
+        )
+    return (_mnist if arch == "mnist" else _digits32)(shape[0], num_classes)

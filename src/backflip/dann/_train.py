@@ -1,0 +1,379 @@
+"""``train(config)``: one DANN / source-only / target-only run, read top to bottom."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backflip import data
+from backflip._errors import BackflipError, BackflipValueError
+from backflip.dann._checkpoint import load_checkpoint, save_checkpoint
+from backflip.dann._config import TrainConfig
+from backflip.dann._data import load_domain
+from backflip.dann._models import DANN, build_model
+from backflip.dann._selection import dev_risk, pick, snd, target_entropy
+from backflip.schedules import dann_lambda, dann_learning_rate
+
+__all__ = ["TrainResult", "TrainingStopped", "train"]
+
+# Fields that may differ between a run and its resumption.
+_RESUME_FREE = ("resume", "progress", "tensorboard", "out", "device", "data_root")
+
+
+class TrainingStopped(BackflipError, RuntimeError):
+    """Training stopped early (non-finite loss, or SIGINT/SIGTERM); a checkpoint was kept."""
+
+    def __init__(self, message: str, reason: str, checkpoint: Path | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the model, per-epoch history and what each criterion picks."""
+
+    config: TrainConfig
+    model: DANN
+    history: list[dict[str, Any]]
+    selection: dict[str, dict[str, float]] = field(default_factory=dict)
+    out: Path | None = None
+
+    @property
+    def target_accuracy(self) -> float:
+        """Target test accuracy after the final epoch (the headline number; not selected)."""
+        return float(self.history[-1]["target_acc"])
+
+
+def _check_out(out: str | None) -> Path | None:
+    if out is None:
+        return None
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".backflip-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise BackflipValueError(
+            f"the output folder {str(path)!r} is not writable ({err.strerror}). Pass a folder "
+            "you can write to with --out DIR."
+        ) from None
+    return path
+
+
+def _pick_arch(config: TrainConfig, shape: tuple[int, ...]) -> str:
+    if config.arch != "auto":
+        return config.arch
+    if len(shape) == 1:
+        return "moons"
+    if len(shape) == 3 and shape[1:] == (28, 28):
+        return "mnist"
+    if len(shape) == 3 and shape[1:] == (32, 32):
+        return "digits32"
+    raise BackflipValueError(
+        f"no built-in network for samples of shape {shape}; resize images to 28 or 32 "
+        "(--source-transform/--target-transform resize32) or use backflip.dann.DANN with "
+        "your own modules."
+    )
+
+
+def _split_val(ds: data.ArrayDataset, fraction: float, seed: int):
+    n_val = round(len(ds) * fraction)
+    order = np.random.default_rng(seed).permutation(len(ds))
+    keep, val = np.sort(order[n_val:]), np.sort(order[:n_val])
+    sub = lambda i, tag: data.ArrayDataset(ds.x[i], ds.y[i], ds.num_classes,  # noqa: E731
+                                           f"{ds.name}[{tag}]")
+    return sub(keep, "train"), (sub(val, "val") if n_val else None)
+
+
+def _batches(n: int, steps: int, batch: int, gen: torch.Generator) -> torch.Tensor:
+    # Indices of one epoch, (steps, batch): fresh permutations, concatenated as needed.
+    need = steps * batch
+    perms = [torch.randperm(n, generator=gen) for _ in range(math.ceil(need / n))]
+    return torch.cat(perms)[:need].view(steps, batch)
+
+
+@torch.no_grad()
+def _predict(model: DANN, x: torch.Tensor, chunk: int = 512):
+    logits, feats = [], []
+    for i in range(0, len(x), chunk):
+        f = model.features(x[i:i + chunk])
+        feats.append(f.flatten(1).float())
+        logits.append(model.classifier(f).float())
+    return torch.cat(logits).cpu().numpy(), torch.cat(feats).cpu().numpy()
+
+
+def _evaluate(model: DANN, ev: dict[str, Any]) -> dict[str, float]:
+    # Target accuracy is reported; selection criteria use source labels and unlabelled target.
+    model.eval()
+    out: dict[str, float] = {}
+    t_logits, _ = _predict(model, ev["target_test_x"])
+    out["target_acc"] = float((t_logits.argmax(1) == ev["target_test_y"]).mean())
+    tu_logits, tu_feats = _predict(model, ev["target_x"])
+    out["target_entropy"] = target_entropy(tu_logits)
+    out["snd"] = snd(tu_logits[:1000])
+    if ev["val_x"] is not None:
+        v_logits, v_feats = _predict(model, ev["val_x"])
+        out["source_val_acc"] = float((v_logits.argmax(1) == ev["val_y"]).mean())
+        v = torch.from_numpy(v_logits)
+        losses = F.cross_entropy(v, torch.from_numpy(ev["val_y"]), reduction="none").numpy()
+        _, s_feats = _predict(model, ev["source_x"])
+        out["dev_risk"] = dev_risk(s_feats[:1000], tu_feats[:1000], v_feats, losses)
+    model.train()
+    return out
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world
+
+
+def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
+          target: data.ArrayDataset | None = None,
+          target_test: data.ArrayDataset | None = None) -> TrainResult:
+    """Train one model as ``config`` says; returns a :class:`TrainResult`.
+
+    ``source`` (labelled train), ``target`` (train; labels used only by ``target-only``)
+    and ``target_test`` default to the data sets named in ``config``. Every input is
+    checked before the first step. Under ``torchrun`` (``WORLD_SIZE`` > 1) it runs
+    DistributedDataParallel over index shards of each global batch; rank 0 writes.
+
+    >>> cfg = TrainConfig(source="moons", target="moons-rotated", epochs=1, limit=64,
+    ...                   batch_size=32, progress=False)
+    >>> len(train(cfg).history)
+    1
+    """
+    # -- inputs: load and check everything before any training starts
+    out = _check_out(config.out)
+    if config.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise BackflipValueError(
+                "--tensorboard needs the tensorboard package, which is not installed. "
+                "Install it (pip install tensorboard) or drop --tensorboard; metrics.jsonl "
+                "has the same numbers."
+            ) from None
+    source = source if source is not None else load_domain(config, "source", "train")
+    target = target if target is not None else load_domain(config, "target", "train")
+    target_test = target_test if target_test is not None else load_domain(config, "target", "test")
+    data.check_dataset(source, "source")
+    data.check_dataset(target, "target", labels=config.method == "target-only")
+    data.check_dataset(target_test, "target test")
+    data.check_compatible(source, target)
+    data.check_compatible(source, target_test)
+    source, val = _split_val(source, config.val_fraction, config.seed)
+    data.check_batch_size(source, config.batch_size, "source")
+    data.check_batch_size(target, config.batch_size, "target")
+    rank, world = _distributed()
+    if config.batch_size % world:
+        raise BackflipValueError(
+            f"batch_size {config.batch_size} must be divisible by the {world} processes; "
+            f"use --batch-size {config.batch_size // world * world or world}."
+        )
+    device = torch.device(config.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+    # -- model, optimizer, data as tensors on the device
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    shape = tuple(source.x.shape[1:])
+    arch = _pick_arch(config, shape)
+    raw = build_model(arch, shape, source.num_classes, config.hidden).to(device)
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(raw.parameters(), lr=config.lr, momentum=config.momentum,
+                              weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.Adam(raw.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    use_scaler = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    model: torch.nn.Module = raw
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(raw, find_unused_parameters=config.method != "dann")
+    if config.compile:
+        model = torch.compile(model)
+    tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    sx, sy, tx, ty = tensor(source.x), tensor(source.y), tensor(target.x), tensor(target.y)
+    lim = config.eval_limit
+    ev = {"target_test_x": tensor(target_test.x[:lim]), "target_test_y": target_test.y[:lim],
+          "target_x": tx[:lim], "source_x": sx[:lim],
+          "val_x": None if val is None else tensor(val.x[:lim]),
+          "val_y": None if val is None else val.y[:lim]}
+    bs, local = config.batch_size, config.batch_size // world
+    steps = max(len(source), len(target)) // bs
+    total = steps * config.epochs
+    gen = torch.Generator().manual_seed(config.seed + 1)
+
+    # -- resume: weights, optimizer, scaler, RNG states and position
+    history: list[dict[str, Any]] = []
+    start_epoch, start_step, acc = 0, 0, None
+    if config.resume and (out / "checkpoint.pt").exists():
+        state = load_checkpoint(out / "checkpoint.pt", map_location=str(device))
+        saved = TrainConfig.from_dict(state["config"]).to_dict()
+        diff = sorted(k for k, v in config.to_dict().items()
+                      if k not in _RESUME_FREE and saved[k] != v)
+        if diff or state["arch"] != arch:
+            raise BackflipValueError(
+                f"cannot resume {str(out)!r}: its checkpoint was written with different "
+                f"settings for {diff or ['arch']}. Resume with the same settings, or start "
+                "a fresh run in another --out folder."
+            )
+        raw.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        gen.set_state(state["epoch_gen_state"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, start_step = int(state["epoch"]), int(state["step"])
+        history, acc = list(state["history"]), dict(state["acc"])
+    if out is not None and rank == 0:
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    writer = SummaryWriter(str(out / "tb")) if config.tensorboard and rank == 0 else None
+
+    def checkpoint(epoch: int, step: int, epoch_gen_state: torch.Tensor) -> Path | None:
+        if out is None or rank != 0:
+            return None
+        return save_checkpoint({
+            "config": config.to_dict(), "arch": arch, "in_shape": list(shape),
+            "num_classes": source.num_classes, "model": raw.state_dict(),
+            "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+            "epoch": epoch, "step": step, "epoch_gen_state": epoch_gen_state,
+            "torch_rng": torch.get_rng_state(), "history": history, "acc": acc or {},
+        }, out / "checkpoint.pt")
+
+    # -- signals: SIGINT/SIGTERM finish the current step, save, and stop
+    stop: list[int] = []
+    old = {}
+    with contextlib.suppress(ValueError):  # not the main thread: no handlers
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, lambda s, _f: stop.append(s))
+
+    from tqdm.auto import tqdm
+
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            epoch_gen_state = gen.get_state()
+            idx_s, idx_t = _batches(len(source), steps, bs, gen), _batches(len(target), steps, bs, gen)
+            if acc is None or start_step == 0:
+                acc = {"loss": 0.0, "loss_y": 0.0, "loss_d": 0.0, "correct": 0.0,
+                       "d_correct": 0.0, "n": 0.0, "t0": time.perf_counter()}
+            bar = tqdm(range(start_step, steps), total=steps, initial=start_step,
+                       desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                       disable=not config.progress or rank != 0)
+            for step in bar:
+                # schedule: progress p drives the learning rate and λ
+                p = (epoch * steps + step) / total
+                lr = dann_learning_rate(p, config.lr) if config.lr_schedule == "dann" else config.lr
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                lambd = dann_lambda(p, config.gamma, config.lambd_max)
+                raw.grl.set_lambd(lambd)
+                # batch: this process's shard of the global source and target batches
+                i_s = idx_s[step, rank * local:(rank + 1) * local].to(device)
+                i_t = idx_t[step, rank * local:(rank + 1) * local].to(device)
+                # forward and losses (logits in, so safe under autocast)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=config.amp):
+                    if config.method == "dann":
+                        logits, dom = model(torch.cat([sx[i_s], tx[i_t]]), with_domain=True)
+                        logits = logits[:local]
+                        dom_y = torch.cat([torch.zeros(local, device=device),
+                                           torch.ones(local, device=device)])
+                        loss_y = F.cross_entropy(logits.float(), sy[i_s])
+                        loss_d = F.binary_cross_entropy_with_logits(dom.float(), dom_y)
+                        loss = loss_y + loss_d
+                        d_correct = ((dom > 0).float() == dom_y).float().sum().item() / 2
+                    else:
+                        x, y = (sx[i_s], sy[i_s]) if config.method == "source-only" else (
+                            tx[i_t], ty[i_t])
+                        logits = model(x)
+                        loss = loss_y = F.cross_entropy(logits.float(), y)
+                        loss_d, d_correct = torch.zeros(()), 0.0
+                if not torch.isfinite(loss):
+                    kept = out / "checkpoint.pt" if out is not None and (
+                        out / "checkpoint.pt").exists() else None
+                    raise TrainingStopped(
+                        f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                        f"(lr {lr:.3g}, λ {lambd:.3g}); training stopped. "
+                        + (f"The last good checkpoint is kept at {str(kept)!r}. " if kept else "")
+                        + "Lower --lr, turn off --amp, or check the inputs for NaN/inf.",
+                        "nan", kept)
+                # backward and step
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                # log: running sums for the epoch, live numbers on the bar
+                acc["loss"] += loss.item() * local
+                acc["loss_y"] += loss_y.item() * local
+                acc["loss_d"] += float(loss_d.detach()) * local
+                y_true = sy[i_s] if config.method != "target-only" else ty[i_t]
+                acc["correct"] += (logits.argmax(1) == y_true).sum().item()
+                acc["d_correct"] += d_correct
+                acc["n"] += local
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{acc['loss'] / acc['n']:.3f}",
+                                    acc=f"{acc['correct'] / acc['n']:.3f}", lambd=f"{lambd:.3f}")
+                if stop:
+                    path = checkpoint(epoch, step + 1, epoch_gen_state)
+                    raise TrainingStopped(
+                        f"stopped by signal {signal.Signals(stop[0]).name} at epoch {epoch + 1}, "
+                        f"step {step + 1}; checkpoint saved"
+                        + (f" to {str(path)!r}; continue with --resume." if path else "."),
+                        "signal", path)
+            start_step = 0
+            # metrics: all-reduce the running sums over processes, then evaluate
+            sums = torch.tensor([acc[k] for k in ("loss", "loss_y", "loss_d", "correct",
+                                                  "d_correct", "n")], dtype=torch.float64)
+            if world > 1:
+                import torch.distributed as dist
+
+                dist.all_reduce(sums)
+            loss_sum, ly, ld, correct, d_correct_sum, n = sums.tolist()
+            row = {"epoch": epoch + 1, "lambd": lambd, "lr": lr, "loss": loss_sum / n,
+                   "loss_y": ly / n, "loss_d": ld / n, "train_acc": correct / n,
+                   "domain_acc": d_correct_sum / n if config.method == "dann" else None,
+                   **_evaluate(raw, ev), "seconds": time.perf_counter() - acc["t0"]}
+            history.append(row)
+            acc = None
+            # log and checkpoint (rank 0)
+            if out is not None and rank == 0:
+                tmp = out / "metrics.jsonl.tmp"
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+                os.replace(tmp, out / "metrics.jsonl")
+                if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+                    checkpoint(epoch + 1, 0, gen.get_state())
+            if writer is not None:
+                for k, v in row.items():
+                    if isinstance(v, float):
+                        writer.add_scalar(k, v, epoch + 1)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if writer is not None:
+            writer.close()
+    result = TrainResult(config, raw.eval(), history, pick(history), out)
+    if out is not None and rank == 0:
+        (out / "result.json").write_text(json.dumps({
+            "target_accuracy": result.target_accuracy, "selection": result.selection}, indent=2))
+    return result
