@@ -1,12 +1,11 @@
 """``backflip saliency`` on a checkpoint, through the backflip.dann contract.
 
-backflip.dann (load_model, load_domain) is stood in for by a small fake module with
-the contract's signatures, so this test does not depend on the trainer.
+The first tests stand in for backflip.dann's load_model/load_domain (the contract's
+signatures) so they do not depend on the trainer; the slow one uses a real checkpoint.
 """
 
 from __future__ import annotations
 
-import sys
 import types
 
 import numpy as np
@@ -44,9 +43,10 @@ def fake_dann(monkeypatch, helpers, tmp_path):
             name=getattr(config, domain),
         )
 
-    fake = types.ModuleType("backflip.dann")
-    fake.load_model, fake.load_domain = load_model, load_domain
-    monkeypatch.setitem(sys.modules, "backflip.dann", fake)
+    import backflip.dann
+
+    monkeypatch.setattr(backflip.dann, "load_model", load_model, raising=False)
+    monkeypatch.setattr(backflip.dann, "load_domain", load_domain, raising=False)
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"weights")
     return types.SimpleNamespace(calls=calls, ckpt=ckpt, model=model)
@@ -78,3 +78,32 @@ def test_cli_errors(fake_dann, tmp_path, capsys):
     assert "no checkpoint at" in capsys.readouterr().err
     assert main(["saliency", "--checkpoint", str(fake_dann.ckpt), "--n", "0"]) == 2
     assert "--n must be >= 1; got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_on_a_real_backflip_train_checkpoint(tmp_path, monkeypatch, capsys):
+    """End to end: `backflip train`'s checkpoint (fake MNIST -> MNIST-M, 1 short epoch)."""
+    from backflip import data
+
+    dann = pytest.importorskip("backflip.dann")
+    if not hasattr(dann, "train"):
+        pytest.skip("backflip.dann.train not available")
+    root = tmp_path / "cache"
+    raw = data.write_fake_mnist(tmp_path / "raw", n_train=300, n_test=100)
+    data.fetch("mnist", root=root, source=raw, verify=False)
+    cfg = dann.TrainConfig(source="mnist", target="mnistm", source_transform="rgb", epochs=1,
+                           limit=128, batch_size=32, progress=False, out=str(tmp_path / "run"),
+                           data_root=str(root), eval_limit=64, threads=1)  # fmt: skip
+    dann.train(cfg)
+    out = tmp_path / "sal"
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    assert main(["saliency", "--checkpoint", str(ckpt), "--dataset", "target", "--n", "8",
+                 "--out", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "override_gradients(rule=guided): " in printed and "8 target images" in printed
+    seen = printed.split("rule=guided): ")[1].split(" nonlinearity")[0]
+    n_over, n_seen = map(int, seen.split("/"))
+    assert n_seen > 0 and n_over == n_seen
+    maps = np.load(out / "saliency_guided_backprop_target.npz")["maps"]
+    assert maps.shape == (8, 3, 28, 28) and np.abs(maps).sum() > 0
+    assert (out / "saliency_guided_backprop_target.png").stat().st_size > 1000

@@ -94,6 +94,13 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     target = pred if args.target == "pred" else y
     maps = METHODS[method](model, x, target)
+    if method in ("guided_backprop", "deconvnet"):  # show the override is in effect
+        from backflip.torch import override_gradients
+
+        rule = "guided" if method == "guided_backprop" else "deconvnet"
+        with torch.no_grad(), override_gradients(model, rule) as report:
+            model(x[:1])
+        print(str(report).splitlines()[0])
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
