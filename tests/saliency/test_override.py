@@ -288,3 +288,48 @@ def test_compile_tracing_the_mode_raises(monkeypatch):
     with pytest.raises(BackflipValueError, match=r"traced by torch\.compile"):
         with override_gradients(model, "guided"):
             model(torch.ones(1))
+
+
+@pytest.mark.parametrize(
+    "inplace_call",
+    [
+        lambda h: F.elu(h, 0.5, True),
+        lambda h: F.leaky_relu(h, 0.2, inplace=True),
+        lambda h: F.leaky_relu_(h, 0.2),
+        lambda h: F.elu_(h, 0.5),
+        lambda h: F.silu(h, inplace=True),
+        lambda h: torch.relu_(h),
+    ],
+    ids=["elu", "leaky_relu", "leaky_relu_", "elu_", "silu", "torch.relu_"],
+)
+def test_inplace_other_activations_match_out_of_place(inplace_call):
+    torch.manual_seed(2)
+    fc1, fc2 = nn.Linear(4, 5), nn.Linear(5, 2)
+
+    class Net(nn.Module):
+        def __init__(self, act):
+            super().__init__()
+            self.fc1, self.fc2, self.act = fc1, fc2, act
+
+        def forward(self, x):
+            return self.fc2(self.act(self.fc1(x)))
+
+    x, t = torch.randn(6, 4), torch.tensor([0, 1, 0, 1, 0, 1])
+    with torch.no_grad():
+        h = fc1(x)
+        out_of_place = inplace_call(h.clone())
+    net = Net(inplace_call)
+    with override_gradients(net, "guided") as report:
+        got = input_grad(net, x, t)
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), fc2(out_of_place))
+    ((activation, params),) = report.activations
+    from backflip.torch import activation_with_rule
+
+    class Ref(nn.Module):
+        def forward(self, x):
+            return fc2(activation_with_rule(fc1(x), activation, "guided", **dict(params)))
+
+    torch.testing.assert_close(got, input_grad(Ref(), x, t))
+    assert report.complete and report.seen == 2  # two forward passes
+    report.verify()
