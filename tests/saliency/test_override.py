@@ -333,3 +333,24 @@ def test_inplace_other_activations_match_out_of_place(inplace_call):
     torch.testing.assert_close(got, input_grad(Ref(), x, t))
     assert report.complete and report.seen == 2  # two forward passes
     report.verify()
+
+
+def test_nesting():
+    torch.manual_seed(3)
+    inner = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), inner, nn.Linear(3, 2))
+    with (
+        override_gradients(model, "guided"),
+        pytest.raises(
+            BackflipValueError, match="already active on this Sequential; one rule per model"
+        ),
+        override_gradients(model, "deconvnet"),
+    ):
+        pass
+    # an override on a submodule inside one on the whole model: the inner rule wins there,
+    # and each report counts only the calls it overrode
+    with override_gradients(model, "guided") as outer, override_gradients(inner, "deconvnet") as r:
+        model(torch.randn(2, 3))
+    assert (outer.seen, outer.overridden, r.seen, r.overridden) == (1, 1, 1, 1)
+    assert list(outer.sites) == ["module '1' (ReLU)"] and list(r.sites) == ["module '1' (ReLU)"]
+    assert "forward" not in model.__dict__ and "forward" not in inner.__dict__

@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,6 +88,7 @@ for _f in list(_UNCOVERED):
     _UNCOVERED.pop(_f) if _f in _COVERED else None
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
+_ACTIVE: weakref.WeakSet = weakref.WeakSet()  # models inside an override_gradients block
 _THIS_FILE = __file__
 
 
@@ -208,6 +210,15 @@ def _bind(func, names, args, kwargs) -> tuple[torch.Tensor, dict]:
     return x, params
 
 
+def _apply(x: torch.Tensor, activation: str, rule: Rule, params: dict, inplace: bool):
+    if not inplace:
+        return activation_with_rule(x, activation, rule, **params)
+    # compute from a copy (the rule's backward needs the original input), then write the
+    # result back, as the in-place op would
+    x.copy_(activation_with_rule(x.clone(), activation, rule, **params))
+    return x
+
+
 class _OverrideMode(TorchFunctionMode):
     def __init__(self, state: _State):
         super().__init__()
@@ -224,14 +235,8 @@ class _OverrideMode(TorchFunctionMode):
             if torch.compiler.is_compiling():
                 raise BackflipValueError(_COMPILE_MSG)
             site = _call_site(st.modules, label)
-            if inplace:
-                # compute from a copy (the rule's backward needs the original input),
-                # then write the result back, as the in-place op would
-                y = activation_with_rule(x.clone(), activation, st.rule, **params)
-                x.copy_(y)
-                out = x
-            else:
-                out = activation_with_rule(x, activation, st.rule, **params)
+            with torch._C.DisableTorchFunction():  # an enclosing override must not see it
+                out = _apply(x, activation, st.rule, params, inplace)
             st.report.overridden += 1
             st.report.sites[site] += 1
             st.report.activations[_activation_key(activation, params)] += 1
@@ -301,6 +306,11 @@ def override_gradients(
             "For a plain function, call backflip.torch.activation_with_rule in it."
         )
     _check_rule(rule)
+    if model in _ACTIVE:
+        raise BackflipValueError(
+            f"override_gradients is already active on this {type(model).__name__}; one rule "
+            "per model at a time: leave the outer block first."
+        )
     rule_name = rule if isinstance(rule, str) else getattr(rule, "__name__", repr(rule))
     report = OverrideReport(rule=rule_name, _rule=rule)
     state = _State(report, rule, rule_name, strict, {})
@@ -318,9 +328,11 @@ def override_gradients(
     forward._backflip_override = True  # type: ignore[attr-defined]
     # torch.compile must not trace the mode: the overridden forward always runs eagerly
     model.forward = torch.compiler.disable(forward)
+    _ACTIVE.add(model)
     try:
         yield report
     finally:
+        _ACTIVE.discard(model)
         if had_own_forward:
             model.forward = own_forward
         else:
