@@ -17,7 +17,10 @@ tensor whose storage is not the input's (a view shares ``x``'s storage: 0 bytes)
 
     .venv/bin/python bench/ops.py [--quick]
 
-Prints a Markdown table and writes bench/out/ops.json.
+A second table gives the fixed per-call cost on an 8-element tensor (where the work
+is negligible), to separate Python/autograd overhead from memory traffic.
+
+Prints Markdown tables and writes bench/out/ops.json.
 """
 
 from __future__ import annotations
@@ -40,6 +43,24 @@ class _BareNeg(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class _BareNegNewStyle(torch.autograd.Function):
+    """As _BareNeg, in the form torch.func needs (setup_context, generated vmap rule)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
 
     @staticmethod
     def backward(ctx, g):
@@ -129,6 +150,26 @@ def run(shapes, rounds: int, compile_: bool) -> list[dict]:
     return rows
 
 
+def overhead(rounds: int) -> dict[str, float]:
+    """Fixed per-call cost (µs) of fwd+bwd on an 8-element tensor, median of rounds."""
+    lambd = torch.tensor(1.0)
+    ops = {
+        "bare-neg": _BareNeg.apply,
+        "bare-neg, setup_context form": _BareNegNewStyle.apply,
+        "backflip, float lambd": lambda x: reverse_gradient(x, 1.0),
+        "backflip, tensor lambd": lambda x: reverse_gradient(x, lambd),
+    }
+    x, g = torch.randn(8, requires_grad=True), torch.randn(8)
+    times: dict[str, list[float]] = {n: [] for n in ops}
+    for _ in range(rounds):
+        for name, op in ops.items():
+            start = time.perf_counter()
+            for _ in range(50):
+                _step(op, x, g)
+            times[name].append((time.perf_counter() - start) / 50 * 1e6)
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds (< 60 s)")
@@ -144,6 +185,10 @@ def main() -> None:
             f"| {r['shape']} | {r['variant']} | {r['median_ms']:.3f} | {r['vs_bare_neg']:.3f} "
             f"| {r['vs_identity']:.3f} | {r['saved_bytes']} | {r['forward_alloc_bytes']} |"
         )
+    over = overhead(rounds)
+    print("\n| per call, 8 elements | median µs |\n|---|---|")
+    for name, us in over.items():
+        print(f"| {name} | {us:.1f} |")
     meta = {
         "torch": torch.__version__,
         "machine": platform.machine(),
@@ -156,7 +201,9 @@ def main() -> None:
     print(f"\n{meta}")
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
-    (out / "ops.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (out / "ops.json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "overhead_us": over}, indent=1)
+    )
 
 
 if __name__ == "__main__":
