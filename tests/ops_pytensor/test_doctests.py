@@ -10,7 +10,9 @@ from backflip._testing import require_backend
 require_backend("pytensor")
 
 
-@pytest.mark.parametrize("name", ["backflip.pytensor", "backflip.pytensor._ops", "backflip.pytensor._rules"])
+@pytest.mark.parametrize(
+    "name", ["backflip.pytensor", "backflip.pytensor._ops", "backflip.pytensor._rules"]
+)
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

@@ -35,8 +35,9 @@ def test_shared_lambd_updated_between_steps():
     np.testing.assert_array_equal(fn(X), [-2.0, -2.0, -2.0])
 
 
-def test_compiled_c_mode_every_op():
-    """One FAST_RUN (C-compiled) function through every op, against literal values."""
+@pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
+def test_compiled_default_mode_every_op():
+    """One function compiled in the default mode (PyTensor 3: Numba) through every op."""
     x = pt.vector("x")
     y = (
         bfp.reverse_gradient(x, 0.5) * W
