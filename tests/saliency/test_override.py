@@ -354,3 +354,21 @@ def test_nesting():
     assert (outer.seen, outer.overridden, r.seen, r.overridden) == (1, 1, 1, 1)
     assert list(outer.sites) == ["module '1' (ReLU)"] and list(r.sites) == ["module '1' (ReLU)"]
     assert "forward" not in model.__dict__ and "forward" not in inner.__dict__
+
+
+def test_inplace_relu_with_user_rule_sees_the_original_input():
+    seen = {}
+
+    def rule(x, y, g):
+        seen["x"] = x.clone()
+        return g * 2
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(inplace=True))
+    x = torch.randn(3, 2, requires_grad=True)
+    with override_gradients(model, rule) as report:
+        model(x).sum().backward()
+    with torch.no_grad():
+        pre = model[0](x)
+    torch.testing.assert_close(seen["x"], pre)  # not the ReLU output written over it
+    torch.testing.assert_close(x.grad, (2 * torch.ones(3, 2)) @ model[0].weight)
+    assert report.rule == "rule" and report.complete

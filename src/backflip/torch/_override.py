@@ -213,9 +213,10 @@ def _bind(func, names, args, kwargs) -> tuple[torch.Tensor, dict]:
 def _apply(x: torch.Tensor, activation: str, rule: Rule, params: dict, inplace: bool):
     if not inplace:
         return activation_with_rule(x, activation, rule, **params)
-    # compute from a copy (the rule's backward needs the original input), then write the
-    # result back, as the in-place op would
-    x.copy_(activation_with_rule(x.clone(), activation, rule, **params))
+    # the rule's backward may need the original input (all but ReLU's built-in rules save
+    # it): compute from a copy then, and write the result back as the in-place op would
+    src = x if activation == "relu" and isinstance(rule, str) else x.clone()
+    x.copy_(activation_with_rule(src, activation, rule, **params))
     return x
 
 

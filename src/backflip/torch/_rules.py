@@ -125,14 +125,23 @@ class _ActivationRule(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, _fwd, grad, params, rule = inputs
-        ctx.save_for_backward(x, output)
         ctx.grad, ctx.params, ctx.rule = grad, params, rule
-        ctx.relu = _fwd is torch.relu
+        ctx.relu = _fwd is torch.relu and not callable(rule)
+        # ReLU's built-in rules need only the output (as PyTorch's own ReLU): keep no input
+        ctx.save_for_backward(*((output,) if ctx.relu else (x, output)))
 
     @staticmethod
     def backward(ctx, g):
-        x, y = ctx.saved_tensors
         rule = ctx.rule
+        if ctx.relu:
+            (y,) = ctx.saved_tensors
+            if rule == "deconvnet":
+                return g.clamp(min=0), None, None, None, None
+            if rule == "guided":
+                g = g.clamp(min=0)  # g * 1[y > 0] * 1[g > 0] == relu(g) * 1[y > 0]
+            # one fused kernel, as PyTorch's own ReLU backward: g * 1[y > 0]
+            return torch.ops.aten.threshold_backward(g, y, 0), None, None, None, None
+        x, y = ctx.saved_tensors
         if callable(rule):
             out = rule(x, y, g)
             if not isinstance(out, torch.Tensor) or out.shape != x.shape:
@@ -146,8 +155,6 @@ class _ActivationRule(torch.autograd.Function):
             return g.clamp(min=0), None, None, None, None
         if rule == "guided":
             g = g.clamp(min=0)  # g * act'(x) * 1[g > 0] == relu(g) * act'(x)
-        if ctx.relu:  # one fused kernel, as PyTorch's own ReLU backward: g * 1[y > 0]
-            return torch.ops.aten.threshold_backward(g, y, 0), None, None, None, None
         return g * ctx.grad(x, **ctx.params), None, None, None, None
 
 
