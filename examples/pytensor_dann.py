@@ -14,6 +14,9 @@ Run it::
     .venv/bin/python examples/pytensor_dann.py            # DANN vs source-only
     .venv/bin/python examples/pytensor_dann.py --steps 3000
 
+The first run compiles the training step with PyTensor's default linker (Numba in
+PyTensor 3): about half a minute on a 2-core CPU with a cold cache, then it is cached.
+
 Importable: :func:`make_moons_domains`, :func:`init_params`, :func:`build_model`,
 :func:`train`, :func:`main`.
 """
