@@ -112,3 +112,13 @@ def test_must_return_output_and_grad_fn():
 
     with pytest.raises(BackflipTypeError, match=r"must be one torch.Tensor; got list"):
         bad_out(torch.ones(2, requires_grad=True))
+
+
+def test_torch_func_grad_and_vmap():
+    x, w = torch.randn(3, 4), torch.randn(3, 4)
+    gx = torch.func.grad(lambda t: scaled_mul(t, 3.0, w, bias=1.0).sum())(x)
+    assert torch.allclose(gx, w)  # the rule, not the true derivative 3w
+    per_sample = torch.func.vmap(torch.func.grad(lambda t, v: (cube(t) * v).sum()))(x, w)
+    assert torch.allclose(per_sample, w * x)
+    gw = torch.func.vmap(torch.func.grad(lambda v, t: scaled_mul(t, 3.0, v).sum()))(w, x)
+    assert torch.allclose(gw, 2 * x)

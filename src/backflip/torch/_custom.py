@@ -17,9 +17,18 @@ def _name(fn: Callable) -> str:
     return getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
 
 
+class _Box:
+    """Carries grad_fn from forward to setup_context as a non-tensor output."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+
+
 class _Custom(torch.autograd.Function):
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, call: Callable, positions: tuple[int, ...], *args: Any):
+    def forward(call: Callable, positions: tuple[int, ...], *args: Any):
         out = call(*args)
         if not (isinstance(out, tuple) and len(out) == 2 and callable(out[1])):
             raise BackflipTypeError(
@@ -33,14 +42,19 @@ class _Custom(torch.autograd.Function):
                 f"the output of custom_gradient function {call.__name__} must be one "
                 f"torch.Tensor; got {type(y).__name__}."
             )
-        ctx.grad_fn, ctx.positions, ctx.call = grad_fn, positions, call
-        ctx.shapes = [args[i].shape for i in positions]
-        ctx.n_args = len(args)
         # Returning an input unchanged would make autograd treat y as that input.
-        return y.view_as(y) if any(y is args[i] for i in positions) else y
+        y = y.view_as(y) if any(y is args[i] for i in positions) else y
+        return y, _Box(grad_fn)
 
     @staticmethod
-    def backward(ctx, g: torch.Tensor):
+    def setup_context(ctx, inputs, output) -> None:
+        call, positions, *args = inputs
+        ctx.grad_fn, ctx.positions, ctx.call = output[1].fn, positions, call
+        ctx.shapes = [args[i].shape for i in positions]
+        ctx.n_args = len(args)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor, _box_grad: None = None):
         grads = ctx.grad_fn(g)
         if isinstance(grads, torch.Tensor) or grads is None:
             grads = (grads,)
@@ -76,7 +90,9 @@ def custom_gradient(
     Non-tensor positional arguments and keyword arguments are passed through unchanged
     and receive no gradient. ``y`` must be one tensor. The backward may use tensor ops,
     which makes it differentiable again (double backward applies ``grad_fn``'s own
-    derivative). A wrong number or shape of gradients raises
+    derivative). It works under ``torch.func.grad``/``vmap`` (``setup_context`` form;
+    ``grad_fn`` reaches the backward as a non-tensor output) and ``torch.compile``.
+    A wrong number or shape of gradients raises
     :class:`~backflip.BackflipValueError` naming expected and got.
 
     >>> @custom_gradient
@@ -94,6 +110,6 @@ def custom_gradient(
         call = functools.partial(fn, **kwargs) if kwargs else fn
         if kwargs:
             call.__name__ = _name(fn)  # type: ignore[attr-defined]
-        return _Custom.apply(call, positions, *args)
+        return _Custom.apply(call, positions, *args)[0]
 
     return wrapper
