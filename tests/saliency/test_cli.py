@@ -73,6 +73,15 @@ def test_cli_writes_grid_and_maps(fake_dann, tmp_path, capsys):
     assert "6 target images" in capsys.readouterr().out
 
 
+def test_cli_data_set_the_model_cannot_read(fake_dann, tmp_path, capsys):
+    code = main(["saliency", "--checkpoint", str(fake_dann.ckpt), "--dataset", "moons",
+                 "--out", str(tmp_path)])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "the model trained on mnist -> mnistm cannot read 'moons' images of shape (2,)" in err
+    assert "Use --dataset source or --dataset target." in err
+
+
 def test_cli_errors(fake_dann, tmp_path, capsys):
     assert main(["saliency", "--checkpoint", str(tmp_path / "nope.pt")]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
