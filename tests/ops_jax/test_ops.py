@@ -198,3 +198,20 @@ def test_activation_errors():
         bfj.activation_with_rule(X, "relu", "smooth")
     with pytest.raises(BackflipTypeError, match=r"takes the parameters \['alpha'\]; got \['beta'"):
         bfj.activation_with_rule(X, "elu", "guided", beta=2.0)
+
+
+def test_clip_norm_under_vmap_is_per_example():
+    grads = jax.vmap(jax.grad(lambda x: bfj.clip_gradient_norm(x, 1.0).sum()))(jnp.ones((2, 4)))
+    np.testing.assert_allclose(grads, np.full((2, 4), 0.5))  # ||(1, 1, 1, 1)|| = 2
+
+
+def test_import_pulls_in_no_other_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, backflip.jax; "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'pytensor', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -233,3 +233,15 @@ def test_forward_mode_pushforward():
     got_rev, got_clip = pytensor.function([x, v], [jv_rev, jv_clip], mode=FAST)(X, W)
     np.testing.assert_array_equal(got_rev, -3.0 * W)
     np.testing.assert_array_equal(got_clip, W)
+
+
+def test_import_pulls_in_no_other_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, backflip.pytensor; "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -123,7 +123,8 @@ _clip_norm.defvjp(_clip_norm_fwd, _clip_norm_bwd)
 def clip_gradient_norm(x: Any, max_norm: float) -> jax.Array:
     """Gradient norm clipping: ``y = x``, ``dL/dx = g * min(1, max_norm / ||g||_2)``.
 
-    The norm is over the whole array. Reverse mode only (``jax.custom_vjp``).
+    The norm is over the whole array; under ``vmap`` that is each mapped slice (each
+    example), as ``vmap`` makes the backward per example. Reverse mode only.
 
     >>> import jax, jax.numpy as jnp
     >>> _, vjp = jax.vjp(lambda x: clip_gradient_norm(x, 1.0), jnp.zeros(2))

@@ -65,7 +65,8 @@ def activation_with_rule(
     """``y = act(x)``, with ``dL/dx`` by ``rule`` (see :mod:`backflip.rules`).
 
     ``rule`` is ``"vanilla"``, ``"guided"``, ``"deconvnet"`` or ``fn(x, y, g) -> dL/dx``
-    (a hashable callable: a function, not a new lambda per call under ``jit``).
+    (it is a static argument of the ``custom_vjp``, so it must be hashable; functions and
+    lambdas are).
     ``params`` are the activation's keyword parameters (``negative_slope``,
     ``alpha``, ``beta``). Reverse mode only.
 
