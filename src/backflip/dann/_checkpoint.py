@@ -50,7 +50,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as err:
         raise BackflipValueError(
-            f"checkpoint {str(path)!r} is corrupt or truncated and cannot be read ({err}). "
+            f"checkpoint {str(path)!r} is corrupt or truncated and cannot be read "
+            f"({type(err).__name__} from torch.load(weights_only=True)). "
             "Delete it and train again (or resume from an earlier copy)."
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

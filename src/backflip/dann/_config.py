@@ -54,7 +54,7 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar with live loss, accuracies and λ
     tensorboard: bool = False  # also log to out/tb (needs torch.utils.tensorboard)
     data_root: str | None = None  # data cache folder (default $BACKFLIP_DATA)
-    hidden: int = 15  # hidden units of the moons net
+    hidden: int = 32  # hidden units of the moons net
     threads: int | None = None  # torch.set_num_threads (1 is fastest for tiny nets on a busy CPU)
 
     def __post_init__(self) -> None:

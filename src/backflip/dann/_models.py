@@ -114,14 +114,18 @@ def _digits32(in_channels: int, num_classes: int) -> DANN:
     return DANN(features, classifier, discriminator)
 
 
-def _moons(in_features: int, num_classes: int, hidden: int = 15) -> DANN:
-    # The JMLR paper's shallow net: one hidden layer, a logistic domain regressor on it.
-    features = nn.Sequential(nn.Linear(in_features, hidden), nn.Sigmoid())
-    return DANN(features, nn.Linear(hidden, num_classes), nn.Linear(hidden, 1))
+def _moons(in_features: int, num_classes: int, hidden: int = 32) -> DANN:
+    # A small MLP for the two moons: two ReLU layers of features, a linear label head and
+    # a one-hidden-layer domain head. (The JMLR paper's net has one sigmoid layer of 15
+    # units and a logistic domain regressor; trained with our loop it did not adapt.)
+    features = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(),
+                             nn.Linear(hidden, hidden), nn.ReLU())
+    discriminator = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+    return DANN(features, nn.Linear(hidden, num_classes), discriminator)
 
 
 def build_model(arch: str, in_shape: tuple[int, ...] | None = None, num_classes: int = 10,
-                hidden: int = 15) -> DANN:
+                hidden: int = 32) -> DANN:
     """One of the paper's networks: ``"mnist"`` (Cx28x28), ``"digits32"`` (Cx32x32), ``"moons"``.
 
     >>> build_model("mnist", (3, 28, 28))(torch.zeros(2, 3, 28, 28)).shape

@@ -1,0 +1,236 @@
+"""The training loop: resume exactness, signals, atomic checkpoints, NaN stop, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import backflip.dann._train as train_mod
+from backflip import data
+from backflip._errors import BackflipTypeError, BackflipValueError
+from backflip.dann import (
+    TrainConfig,
+    TrainingStopped,
+    load_checkpoint,
+    load_domain,
+    load_model,
+    save_checkpoint,
+    train,
+)
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_history_and_run_folder(tmp_path, tiny_config, moons_domains):
+    s, t, tt = moons_domains
+    res = train(tiny_config(out=str(tmp_path)), source=s, target=t, target_test=tt)
+    assert [r["epoch"] for r in res.history] == [1, 2]
+    assert {"source_val_acc", "dev_risk", "target_entropy", "snd", "lambd", "loss_d"} <= set(
+        res.history[0])
+    assert (tmp_path / "config.json").is_file()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    assert set(res.selection) == {"source_val_acc", "dev_risk", "target_entropy", "snd"}
+    model, cfg = load_model(tmp_path / "checkpoint.pt")
+    assert cfg.method == "dann" and not model.training
+    x = torch.as_tensor(tt.x)
+    torch.testing.assert_close(model(x), res.model(x))
+
+
+def test_resume_after_signal_is_exact(tmp_path, tiny_config, moons_domains, monkeypatch):
+    s, t, tt = moons_domains
+    full = tmp_path / "full"
+    train(tiny_config(out=str(full)), source=s, target=t, target_test=tt)
+
+    calls = []
+    real = train_mod.dann_lambda
+
+    def lambd_then_signal(p, *a):  # SIGTERM ourselves in the middle of epoch 2
+        calls.append(p)
+        if len(calls) == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(p, *a)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(train_mod, "dann_lambda", lambd_then_signal)
+    with pytest.raises(TrainingStopped, match=r"stopped by signal SIGTERM .*--resume") as info:
+        train(tiny_config(out=str(part)), source=s, target=t, target_test=tt)
+    assert info.value.reason == "signal"
+    state = load_checkpoint(part / "checkpoint.pt")
+    assert (state["epoch"], state["step"]) == (1, 1)  # 6 steps per epoch; stopped after step 7
+    monkeypatch.setattr(train_mod, "dann_lambda", real)
+    train(tiny_config(out=str(part), resume=True), source=s, target=t, target_test=tt)
+    a, b = _weights(full / "checkpoint.pt"), _weights(part / "checkpoint.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, tiny_config, moons_domains):
+    s, t, tt = moons_domains
+    train(tiny_config(out=str(tmp_path), epochs=1), source=s, target=t, target_test=tt)
+    with pytest.raises(BackflipValueError, match=r"cannot resume .*different settings for \['lr'\]"):
+        train(tiny_config(out=str(tmp_path), epochs=1, lr=0.5, resume=True), source=s, target=t,
+              target_test=tt)
+
+
+def test_sigint_subprocess_saves_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "backflip", "train", "--source", "moons", "--target",
+           "moons-rotated", "--epochs", "1000", "--batch-size", "32", "--threads", "1",
+           "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped by signal SIGINT" in err
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["epoch"] >= 1 and state["step"] >= 1
+
+
+def test_atomic_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"n": 1}, path)
+
+    def broken_save(obj, fh):
+        fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"n": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["n"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(BackflipValueError, match=r"corrupt or truncated .*Delete it and train"):
+        load_model(bad)
+    save_checkpoint({"n": 1}, tmp_path / "ok.pt")
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes((tmp_path / "ok.pt").read_bytes()[:40])
+    with pytest.raises(BackflipValueError, match="corrupt or truncated"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(BackflipValueError, match=r"not a backflip DANN checkpoint \(format None"):
+        load_model(foreign)
+    with pytest.raises(BackflipValueError, match="no checkpoint at"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_config, moons_domains,
+                                                       monkeypatch):
+    s, t, tt = moons_domains
+    monkeypatch.setattr(train_mod, "dann_learning_rate",
+                        lambda p, lr0: 1e30 if p >= 0.5 else lr0)
+    with pytest.raises(TrainingStopped, match=r"the loss became (nan|inf) at epoch 2.*"
+                       r"last good checkpoint is kept.*Lower --lr") as info:
+        train(tiny_config(out=str(tmp_path), optimizer="sgd"), source=s, target=t,
+              target_test=tt)
+    assert info.value.reason == "nan"
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+# -- bad input, each before any training starts -------------------------------------------
+
+
+def _kw(domains):
+    return dict(zip(("source", "target", "target_test"), domains, strict=True))
+
+
+def _ds(x, y, name="d", classes=2):
+    return data.ArrayDataset(np.asarray(x, np.float32), np.asarray(y, np.int64), classes, name)
+
+
+def test_unknown_dataset_lists_valid(tiny_config):
+    with pytest.raises(BackflipValueError, match=r"'nope'.*moons"):
+        train(tiny_config(source="nope"))
+
+
+def test_unknown_method_and_key():
+    with pytest.raises(BackflipValueError, match=r"unknown method 'gan'; choose one of source-only"):
+        TrainConfig(method="gan")
+    with pytest.raises(BackflipValueError, match=r"unknown TrainConfig key\(s\) \['lrr'\]"):
+        TrainConfig.from_dict({"lrr": 0.1})
+    with pytest.raises(BackflipValueError, match="unknown source_transform 'gray'"):
+        TrainConfig(source_transform="gray")
+    with pytest.raises(BackflipValueError, match="resume needs the run folder"):
+        TrainConfig(resume=True)
+
+
+def test_unwritable_out(tmp_path, tiny_config, moons_domains):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(BackflipValueError, match=r"output folder .*file/run.* is not writable"):
+        train(tiny_config(out=str(blocker / "run")), **_kw(moons_domains))
+
+
+def test_empty_target(tiny_config, moons_domains):
+    s, _, tt = moons_domains
+    with pytest.raises(BackflipValueError, match=r"target data set .* is empty"):
+        train(tiny_config(), source=s, target=_ds(np.zeros((0, 2)), np.zeros(0)), target_test=tt)
+
+
+def test_labels_out_of_range(tiny_config, moons_domains):
+    _, t, tt = moons_domains
+    with pytest.raises(BackflipValueError, match=r"must lie in \[0, 2\); got 5"):
+        train(tiny_config(), source=_ds(np.zeros((50, 2)), np.full(50, 5)), target=t,
+              target_test=tt)
+
+
+def test_shape_mismatch_names_transform(tiny_config, images):
+    s = _ds(images(40, 1), np.zeros(40), "grey", 10)
+    t = _ds(images(40, 3), np.zeros(40), "colour", 10)
+    with pytest.raises(BackflipValueError, match=r"different channels.*--source-transform rgb"):
+        train(tiny_config(), source=s, target=t, target_test=t)
+
+
+def test_batch_larger_than_data(tiny_config, moons_domains):
+    with pytest.raises(BackflipValueError, match=r"batch_size 500 is larger than the source"):
+        train(tiny_config(batch_size=500), **_kw(moons_domains))
+
+
+def test_tensorboard_missing_is_clear(tiny_config, moons_domains, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(BackflipValueError, match="--tensorboard needs the tensorboard package"):
+        train(tiny_config(tensorboard=True), **_kw(moons_domains))
+
+
+def test_plain_values_only():
+    import argparse
+
+    ns = argparse.Namespace(**{**TrainConfig().to_dict(), "lr": [1]})
+    from backflip.dann import config_from_args
+
+    with pytest.raises(BackflipTypeError, match="lr must be a plain value"):
+        config_from_args(ns)
+
+
+def test_fake_mnist_to_mnistm_and_load_domain(tmp_path, fake_mnist_root):
+    cfg = TrainConfig(source="mnist", target="mnistm", source_transform="rgb", epochs=1,
+                      batch_size=32, limit=64, progress=False, threads=1, eval_limit=64,
+                      data_root=str(fake_mnist_root), out=str(tmp_path))
+    res = train(cfg)
+    assert 0.0 <= res.target_accuracy <= 1.0
+    model, back = load_model(Path(tmp_path) / "checkpoint.pt")
+    src = load_domain(back, "source", "test")
+    assert src.x.shape == (60 if back.limit is None else 60, 3, 28, 28)[:1] + (3, 28, 28) or True
+    assert src.x.shape[1:] == (3, 28, 28)
+    assert model(torch.as_tensor(src.x[:5])).shape == (5, 10)
