@@ -21,7 +21,7 @@ Nonlinearities it watches:
   ``hardshrink``, ``softshrink``, ``tanhshrink``.
 
 Not watched: softmax/log_softmax (a normalisation, not an elementwise
-nonlinearity), max pooling, and code that does not go through torch functions
+nonlinearity), max pooling, a ReLU spelled ``clamp(x, min=0)``/``maximum``, and code that does not go through torch functions
 (C++ kernels such as ``nn.LSTM``'s gates, custom CUDA ops).
 """
 
