@@ -24,14 +24,16 @@ def test_forward_shapes(arch, shape, classes):
 
 def test_paper_layer_sizes():
     m = build_model("mnist", (3, 28, 28))
-    convs = [l for l in m.features if isinstance(l, nn.Conv2d)]
+    convs = [c for c in m.features if isinstance(c, nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size) for c in convs] == [(32, (5, 5)), (48, (5, 5))]
-    assert [l.out_features for l in m.classifier if isinstance(l, nn.Linear)] == [100, 100, 10]
-    assert [l.out_features for l in m.discriminator if isinstance(l, nn.Linear)] == [100, 1]
+    assert [lin.out_features for lin in m.classifier if isinstance(lin, nn.Linear)] == [100, 100, 10]
+    assert [lin.out_features for lin in m.discriminator if isinstance(lin, nn.Linear)] == [100, 1]
     s = build_model("digits32")
     assert [c.out_channels for c in s.features if isinstance(c, nn.Conv2d)] == [64, 64, 128]
-    assert [l.out_features for l in s.classifier if isinstance(l, nn.Linear)] == [3072, 2048, 10]
-    assert [l.out_features for l in s.discriminator if isinstance(l, nn.Linear)] == [1024, 1024, 1]
+    sizes = [lin.out_features for lin in s.classifier if isinstance(lin, nn.Linear)]
+    assert sizes == [3072, 2048, 10]
+    sizes = [lin.out_features for lin in s.discriminator if isinstance(lin, nn.Linear)]
+    assert sizes == [1024, 1024, 1]
 
 
 def test_wrong_image_size_names_fix():

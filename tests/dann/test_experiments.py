@@ -1,0 +1,81 @@
+"""Presets, results.json, report and plots; selection criteria on toys; the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import backflip.dann._experiments as ex
+from backflip._errors import BackflipValueError
+from backflip.cli import main
+from backflip.dann import dev_risk, pick, snd, target_entropy
+
+
+def test_results_json_shape_report_and_plots(tmp_path, monkeypatch):
+    full, _ = ex.EXPERIMENTS["moons"]
+    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
+                        (full, {"epochs": 1, "limit": 100, "batch_size": 20, "eval_limit": 60}))
+    assert main(["run", "moons", "--quick", "--seeds", "2", "--out", str(tmp_path),
+                 "--no-progress"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["experiment"] == "moons"
+    assert list(res["methods"]) == ["source-only", "dann", "target-only"]
+    for m in res["methods"].values():
+        acc = m["target_accuracy"]
+        assert len(acc["runs"]) == 2
+        assert acc["mean"] == pytest.approx(np.mean(acc["runs"]))
+        assert acc["std"] == pytest.approx(np.std(acc["runs"]))
+    report = (tmp_path / "report.md").read_text()
+    assert "target-only (upper bound, uses target labels)" in report
+    for png in ("curves-dann.png", "features-pca.png", "decision-boundary.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_experiment_lists_presets(capsys):
+    assert main(["run", "cifar", "--out", "/tmp/never"]) == 2
+    assert "unknown experiment 'cifar'; choose one of moons, mnist-mnistm" in capsys.readouterr().err
+
+
+def test_train_cli_unknown_method(capsys):
+    assert main(["train", "--method", "gan"]) == 2
+    assert "unknown method 'gan'; choose one of source-only, dann, target-only" in (
+        capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("cmd", ["train", "run"])
+def test_help(cmd, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([cmd, "--help"])
+    assert info.value.code == 0
+    assert "--seeds" in capsys.readouterr().out if cmd == "run" else True
+
+
+def test_selection_criteria_on_toys():
+    confident = np.array([[10.0, -10.0], [-10.0, 10.0]] * 20)
+    unsure = np.zeros((40, 2))
+    assert target_entropy(confident) < 1e-6 < target_entropy(unsure)
+    assert snd(confident) < snd(np.random.default_rng(0).normal(size=(40, 2)))
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(100, 2))
+    # Same domain, per-sample losses of mean 0.3: DEV ~ the plain mean (weights ~ 1).
+    losses = np.full(40, 0.3) + rng.normal(0, 0.01, 40)
+    assert dev_risk(f, rng.normal(size=(100, 2)), f[:40], losses) == pytest.approx(0.3, abs=0.02)
+    # Shifted target: DEV weights the validation samples that look like the target.
+    t = rng.normal(size=(100, 2)) + np.array([2.0, 0.0])
+    v = rng.normal(size=(200, 2))
+    loss = (v[:, 0] > 0).astype(float)  # wrong exactly where the target lives
+    assert dev_risk(f, t, v, loss) > loss.mean() + 0.2
+    hist = [{"epoch": 1, "source_val_acc": 0.9, "dev_risk": 0.5, "target_entropy": 0.1,
+             "snd": 1.0, "target_acc": 0.1},
+            {"epoch": 2, "source_val_acc": 0.8, "dev_risk": 0.2, "target_entropy": 0.3,
+             "snd": 2.0, "target_acc": 0.99}]
+    got = pick(hist)
+    assert {k: v["epoch"] for k, v in got.items()} == {
+        "source_val_acc": 1, "dev_risk": 2, "target_entropy": 1, "snd": 2}
+
+
+def test_seeds_must_be_positive():
+    with pytest.raises(BackflipValueError, match="--seeds must be >= 1; got 0"):
+        ex.run_experiment("moons", seeds=0)
