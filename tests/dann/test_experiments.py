@@ -79,3 +79,15 @@ def test_selection_criteria_on_toys():
 def test_seeds_must_be_positive():
     with pytest.raises(BackflipValueError, match="--seeds must be >= 1; got 0"):
         ex.run_experiment("moons", seeds=0)
+
+
+def test_composite_zero_on_fake_mnist(tmp_path, fake_mnist_root):
+    from backflip.dann._composite import run_composite_zero
+
+    res = run_composite_zero(quick=True, out=tmp_path, root=str(fake_mnist_root), limit=256)
+    assert res["experiment"] == "composite-zero"
+    assert set(res["methods"]) == {"no-grl", "grl"}
+    for r in res["methods"].values():
+        assert 0.0 <= r["main_accuracy"]["mean"] <= 1.0
+        assert len(r["history"]) == 2
+    assert (tmp_path / "heads.png").read_bytes()[:4] == b"\x89PNG"

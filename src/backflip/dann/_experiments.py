@@ -22,11 +22,11 @@ EXPERIMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
                "batch_size": 32, "lr": 0.05, "threads": 1, "eval_limit": 500},
               {"epochs": 20}),
     "mnist-mnistm": ({"source": "mnist", "target": "mnistm", "source_transform": "rgb",
-                      "arch": "mnist", "epochs": 10, "batch_size": 64},
-                     {"epochs": 3, "limit": 10000, "eval_limit": 1000}),
+                      "arch": "mnist", "epochs": 10, "batch_size": 64, "threads": 1},
+                     {"epochs": 3, "limit": 20000, "eval_limit": 1000}),
     "syndigits-mnist": ({"source": "syndigits", "target": "mnist",
                          "target_transform": "rgb+resize32", "arch": "digits32", "epochs": 10,
-                         "batch_size": 64},
+                         "batch_size": 64, "threads": 1},
                         {"epochs": 2, "limit": 4000, "eval_limit": 1000}),
 }
 
@@ -40,7 +40,8 @@ def experiment_config(name: str, method: str, *, quick: bool = False, seed: int 
     """
     if name not in EXPERIMENTS:
         raise BackflipValueError(
-            f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}."
+            f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}, "
+            "composite-zero."
         )
     full, fast = EXPERIMENTS[name]
     values = {**full, **(fast if quick else {}), "method": method, "seed": seed,
@@ -60,9 +61,13 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
     Returns the results dict: ``{"experiment": name, "methods": {method:
     {"target_accuracy": {"mean", "std", "runs"}, ...}}, ...}``.
     """
-    experiment_config(name, "dann")  # unknown names fail before any work
     if seeds < 1:
         raise BackflipValueError(f"--seeds must be >= 1; got {seeds}.")
+    if name == "composite-zero":
+        from backflip.dann._composite import run_composite_zero
+
+        return run_composite_zero(quick=quick, seeds=seeds, out=out)
+    experiment_config(name, "dann")  # unknown names fail before any work
     out = Path(out)
     results: dict[str, Any] = {"experiment": name, "quick": quick, "methods": {}}
     kept: dict[str, TrainResult] = {}
