@@ -91,3 +91,15 @@ def test_composite_zero_on_fake_mnist(tmp_path, fake_mnist_root):
         assert 0.0 <= r["main_accuracy"]["mean"] <= 1.0
         assert len(r["history"]) == 2
     assert (tmp_path / "heads.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_moons_dann_beats_source_only():
+    from backflip.dann import train
+
+    acc = {m: train(ex.experiment_config("moons", m, seed=0, progress=False,
+                                          eval_limit=200)).target_accuracy
+           for m in ("source-only", "dann")}
+    # Measured: seed 0 gives dann ~0.95, source-only ~0.69 (see docs/results/dann.md).
+    assert acc["dann"] > 0.9
+    assert acc["dann"] > acc["source-only"] + 0.15

@@ -82,6 +82,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_config, moons_doma
               target_test=tt)
 
 
+@pytest.mark.slow
 def test_sigint_subprocess_saves_checkpoint(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "backflip", "train", "--source", "moons", "--target",
