@@ -234,3 +234,9 @@ def test_fake_mnist_to_mnistm_and_load_domain(tmp_path, fake_mnist_root):
     src = load_domain(back, "source", "test")
     assert src.x.shape == (60, 3, 28, 28)  # the fake MNIST test split, made RGB as in training
     assert model(torch.as_tensor(src.x[:5])).shape == (5, 10)
+
+
+def test_amp_bf16_on_cpu_trains(tiny_config, moons_domains):
+    res = train(tiny_config(amp=True, epochs=1), **_kw(moons_domains))
+    row = res.history[0]
+    assert np.isfinite(row["loss"]) and row["loss_d"] > 0
