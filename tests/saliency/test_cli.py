@@ -92,11 +92,7 @@ def test_cli_errors(fake_dann, tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_on_a_real_backflip_train_checkpoint(tmp_path, monkeypatch, capsys):
     """End to end: `backflip train`'s checkpoint (fake MNIST -> MNIST-M, 1 short epoch)."""
-    from backflip import data
-
-    dann = pytest.importorskip("backflip.dann")
-    if not hasattr(dann, "train"):
-        pytest.skip("backflip.dann.train not available")
+    from backflip import dann, data
     root = tmp_path / "cache"
     raw = data.write_fake_mnist(tmp_path / "raw", n_train=300, n_test=100)
     data.fetch("mnist", root=root, source=raw, verify=False)

@@ -92,11 +92,11 @@ def test_module_hooks_miss_functional_relu_ours_do_not(helpers, seeded):
     torch.testing.assert_close(ours, helpers.hand_rule(model.linear_parts(), x, t, "guided"))
 
 
-# Captum 0.9.0 (constraints.txt) where installed: the same two facts with the real library.
+# Captum (a dev dependency): the same two facts with the real library.
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Captum warns about its own hook set-up
 @pytest.mark.parametrize("functional", [False, True])
 def test_captum(helpers, seeded, functional):
-    captum_attr = pytest.importorskip("captum.attr")
+    captum_attr = require_backend("captum.attr")
     model = helpers.FunctionalCNN() if functional else relu_module_cnn()
     x, t = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 1])
     theirs = captum_attr.GuidedBackprop(model).attribute(x.clone().requires_grad_(True), target=t)

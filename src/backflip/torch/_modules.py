@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from backflip._validate import check_clip_bounds, check_factor, check_lambd, check_progress
-from backflip.torch._ops import clip_gradient, reverse_gradient, scale_gradient
+from backflip.torch._ops import _apply_scale, clip_gradient
 
 __all__ = ["GradientClip", "GradientReversal", "GradientScale"]
 
@@ -62,7 +62,8 @@ class GradientReversal(nn.Module):
         self.set_lambd(self.schedule(p))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return reverse_gradient(x, self.lambd)
+        # λ was validated by the constructor / setters: no per-step host sync here.
+        return _apply_scale(x, self.lambd, True, "GradientReversal")
 
     def extra_repr(self) -> str:
         sched = (
@@ -96,7 +97,7 @@ class GradientScale(nn.Module):
         self.factor.fill_(check_factor(value, "GradientScale.set_factor"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return scale_gradient(x, self.factor)
+        return _apply_scale(x, self.factor, False, "GradientScale")
 
     def extra_repr(self) -> str:
         return f"factor={float(self.factor):g}"

@@ -21,7 +21,7 @@ rule again (through a reversal it picks up ``lambd**2``). The ops implement
 
 ``lambd`` / ``factor`` may be a Python number or a 0-d tensor. Under ``torch.compile`` a
 Python number is first a constant of the compiled graph; a second value recompiles once
-with a symbolic float (dynamo's automatic dynamic), checked by comparisons that become\nguards.
+with a symbolic float (dynamo's automatic dynamic), checked by comparisons that become guards.
 A 0-d tensor is a graph input, so changing its value in place never recompiles: prefer
 it (or the modules) in compiled training loops. A tensor value is
 validated eagerly (one host sync); while compiling the check is skipped so that the graph
@@ -146,6 +146,12 @@ class _ClipNorm(torch.autograd.Function):
         # norm == 0 gives inf, clamped to 1: a zero gradient stays zero.
         scale = (ctx.max_norm / norm).clamp(max=1.0)
         return g * scale.to(g.dtype), None
+
+
+def _apply_scale(x: torch.Tensor, factor: torch.Tensor, negate: bool, where: str) -> torch.Tensor:
+    """The op for a buffer that its module's setter has validated: no host sync per call."""
+    _check_input(x, where)
+    return _Scale.apply(x, factor, negate)
 
 
 def reverse_gradient(x: torch.Tensor, lambd: float | torch.Tensor = 1.0) -> torch.Tensor:
