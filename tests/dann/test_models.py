@@ -79,7 +79,7 @@ def test_grl_reverses_domain_gradient_into_features():
             m.grl.set_lambd(lambd)
         _, d = m.domain_forward(x)
         nn.functional.binary_cross_entropy_with_logits(d, dom).backward()
-        return m.features[0].weight.grad.clone(), m.discriminator[0].weight.grad.clone()
+        return m.features[1].weight.grad.clone(), m.discriminator[0].weight.grad.clone()
 
     g_plain, d_plain = feature_grads(nn.Identity(), None)
     g_rev, d_rev = feature_grads(None, 0.5)

@@ -21,6 +21,12 @@ TRANSFORMS = ("none", "rgb", "resize28", "resize32", "rgb+resize32", "rgb+resize
 class TrainConfig:
     """One training run (nanoGPT style: plain fields, one comment each).
 
+    ``normalize="source"`` standardises every input channel with the mean and std of the
+    SOURCE training set (after the transforms and the validation split), applied alike
+    to both domains; target statistics are never used, so nothing about the target
+    leaks into the map. The statistics live in the model (``features[0]``, a
+    ``Standardize`` layer), so checkpoints carry them. ``"none"`` feeds raw inputs.
+
     >>> TrainConfig(source="moons", target="moons-rotated").method
     'dann'
     """
@@ -42,6 +48,7 @@ class TrainConfig:
     limit: int | None = None  # keep the first N samples of each split (quick runs, tests)
     source_transform: str = "none"  # none | rgb | resize28 | resize32 | rgb+resize32 | ...
     target_transform: str = "none"  # as source_transform, for the target
+    normalize: str = "source"  # source (per-channel mean/std of the source train set) | none
     seed: int = 0  # seeds data order, initial weights and the generated data sets
     data_seed: int = 0  # seed of the generated data sets (mnistm, syndigits)
     device: str = "cpu"  # cpu | cuda | cuda:N | mps
@@ -68,7 +75,8 @@ class TrainConfig:
                     f"unknown {side} {getattr(self, side)!r}; choose one of "
                     f"{', '.join(TRANSFORMS)}."
                 )
-        for name, choices in (("optimizer", ("sgd", "adam")), ("lr_schedule", ("dann", "constant"))):
+        for name, choices in (("optimizer", ("sgd", "adam")), ("lr_schedule", ("dann", "constant")),
+                              ("normalize", ("source", "none"))):
             if getattr(self, name) not in choices:
                 raise BackflipValueError(
                     f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}."

@@ -16,9 +16,42 @@ from backflip._errors import BackflipValueError
 from backflip.schedules import dann_lambda
 from backflip.torch import GradientReversal
 
-__all__ = ["ARCHITECTURES", "DANN", "AdversarialHead", "build_model"]
+__all__ = ["ARCHITECTURES", "DANN", "AdversarialHead", "Standardize", "build_model"]
 
 ARCHITECTURES = ("mnist", "digits32", "moons")
+
+
+class Standardize(nn.Module):
+    """Per-channel input standardisation ``(x - mean_c) / std_c`` with the statistics as buffers.
+
+    Channel ``c`` is axis 1 (the colour channel of an image batch, the feature of a
+    ``(N, D)`` batch). The statistics are registered buffers, so they are saved in and
+    restored from checkpoints with the weights; they start as the identity (mean 0,
+    std 1) and are set by :meth:`fit`. ``backflip train`` fits them on the SOURCE
+    training set (``normalize="source"``) and applies the same map to both domains.
+
+    >>> s = Standardize(2).fit(torch.tensor([[0.0, 10.0], [2.0, 30.0]]))
+    >>> s(torch.tensor([[1.0, 20.0]]))
+    tensor([[0., 0.]])
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("std", torch.ones(channels))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, eps: float = 1e-6) -> Standardize:
+        """Set mean and std per channel (axis 1) from ``x``; returns ``self``."""
+        x = torch.as_tensor(x, dtype=torch.float32)
+        for c in range(x.shape[1]):
+            self.mean[c] = x[:, c].mean()
+            self.std[c] = x[:, c].std().clamp_min(eps)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - self.mean.view(shape)) / self.std.view(shape)
 
 
 class DANN(nn.Module):
@@ -90,7 +123,7 @@ class AdversarialHead(nn.Module):
 def _mnist(in_channels: int, num_classes: int) -> DANN:
     # The paper's MNIST -> MNIST-M network (28 x 28 input).
     features = nn.Sequential(
-        nn.Conv2d(in_channels, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
+        Standardize(in_channels), nn.Conv2d(in_channels, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 48, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
     )
     classifier = nn.Sequential(nn.Linear(48 * 4 * 4, 100), nn.ReLU(), nn.Linear(100, 100),
@@ -102,6 +135,7 @@ def _mnist(in_channels: int, num_classes: int) -> DANN:
 def _digits32(in_channels: int, num_classes: int) -> DANN:
     # The paper's SVHN / SynNumbers network (32 x 32 colour input).
     features = nn.Sequential(
+        Standardize(in_channels),
         nn.Conv2d(in_channels, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
         nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
         nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(), nn.Flatten(),
@@ -118,7 +152,8 @@ def _moons(in_features: int, num_classes: int, hidden: int = 32) -> DANN:
     # A small MLP for the two moons: two ReLU layers of features, a linear label head and
     # a one-hidden-layer domain head. (The JMLR paper's net has one sigmoid layer of 15
     # units and a logistic domain regressor; trained with our loop it did not adapt.)
-    features = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(),
+    features = nn.Sequential(Standardize(in_features),
+                             nn.Linear(in_features, hidden), nn.ReLU(),
                              nn.Linear(hidden, hidden), nn.ReLU())
     discriminator = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
     return DANN(features, nn.Linear(hidden, num_classes), discriminator)
@@ -127,6 +162,9 @@ def _moons(in_features: int, num_classes: int, hidden: int = 32) -> DANN:
 def build_model(arch: str, in_shape: tuple[int, ...] | None = None, num_classes: int = 10,
                 hidden: int = 32) -> DANN:
     """One of the paper's networks: ``"mnist"`` (Cx28x28), ``"digits32"`` (Cx32x32), ``"moons"``.
+
+    ``features[0]`` is a :class:`Standardize` layer (identity until fitted), so the input
+    normalisation a model was trained with travels in its ``state_dict``.
 
     >>> build_model("mnist", (3, 28, 28))(torch.zeros(2, 3, 28, 28)).shape
     torch.Size([2, 10])

@@ -198,7 +198,10 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
     torch.manual_seed(config.seed)
     shape = tuple(source.x.shape[1:])
     arch = _pick_arch(config, shape)
-    raw = build_model(arch, shape, source.num_classes, config.hidden).to(device)
+    raw = build_model(arch, shape, source.num_classes, config.hidden)
+    if config.normalize == "source":
+        raw.features[0].fit(source.x)  # source statistics only: no target information
+    raw = raw.to(device)
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(raw.parameters(), lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)
