@@ -44,16 +44,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backflip._errors import BackflipValueError
+from backflip._errors import BackflipTypeError, BackflipValueError
 
 __all__ = [
     "ACTIVATIONS",
     "RULES",
     "Activation",
     "apply_rule",
+    "check_rule",
     "clip_backward",
     "clip_norm_backward",
     "get_activation",
+    "resolve",
     "reverse_backward",
     "scale_backward",
 ]
@@ -156,6 +158,40 @@ def get_activation(name: str) -> Activation:
             f"no gradient rule covers the activation {name!r}; covered: "
             f"{', '.join(ACTIVATIONS)}. Write a user rule fn(x, y, g) for it."
         ) from None
+
+
+def check_rule(rule: object) -> None:
+    """Raise unless ``rule`` is one of :data:`RULES` or a callable ``fn(x, y, g)``."""
+    if not callable(rule) and not (isinstance(rule, str) and rule in RULES):
+        raise BackflipValueError(
+            f"unknown gradient rule {rule!r}; use one of {', '.join(RULES)} "
+            "or a function fn(x, y, g) -> dL/dx."
+        )
+
+
+def resolve(
+    activation: str, rule: object, params: dict, defaults: dict | None = None
+) -> dict:
+    """Check an adapter's ``activation_with_rule`` arguments; return the full parameters.
+
+    ``defaults`` are the parameters the adapter's activation takes (the core's
+    :attr:`Activation.params` when omitted; an adapter may accept more, such as
+    PyTorch's ``approximate`` for GELU). Every adapter calls this, so all raise the
+    same errors.
+
+    >>> resolve("leaky_relu", "guided", {})
+    {'negative_slope': 0.01}
+    """
+    act = get_activation(activation)
+    check_rule(rule)
+    defaults = act.params if defaults is None else defaults
+    unknown = set(params) - set(defaults)
+    if unknown:
+        raise BackflipTypeError(
+            f"activation {activation!r} takes the parameters {sorted(defaults) or 'none'}; "
+            f"got unexpected {sorted(unknown)}."
+        )
+    return {**defaults, **params}
 
 
 def apply_rule(

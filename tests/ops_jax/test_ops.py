@@ -196,7 +196,7 @@ def test_activation_errors():
         bfj.activation_with_rule(X, "tanh")
     with pytest.raises(BackflipValueError, match="unknown gradient rule 'smooth'"):
         bfj.activation_with_rule(X, "relu", "smooth")
-    with pytest.raises(BackflipTypeError, match=r"takes the parameters \['alpha'\]; got \['beta'"):
+    with pytest.raises(BackflipTypeError, match=r"takes the parameters \['alpha'\]; got unexpected \['beta'"):
         bfj.activation_with_rule(X, "elu", "guided", beta=2.0)
 
 

@@ -197,7 +197,7 @@ def test_activation_errors():
         bfp.activation_with_rule(x, "tanh")
     with pytest.raises(BackflipValueError, match="unknown gradient rule 'smooth'"):
         bfp.activation_with_rule(x, "relu", "smooth")
-    with pytest.raises(BackflipTypeError, match=r"takes the parameters \['alpha'\]; got \['beta'"):
+    with pytest.raises(BackflipTypeError, match=r"takes the parameters \['alpha'\]; got unexpected \['beta'"):
         bfp.activation_with_rule(x, "elu", "guided", beta=2.0)
 
 

@@ -13,9 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from backflip._errors import BackflipTypeError, BackflipValueError
 from backflip.jax._params import check_input
-from backflip.rules import RULES, get_activation
+from backflip.rules import resolve
 
 __all__ = ["activation_with_rule", "deconvnet_relu", "guided_relu"]
 
@@ -76,19 +75,7 @@ def activation_with_rule(
     >>> vjp(jnp.array([2.0, -2.0, 2.0]))[0]
     Array([2., 0., 0.], dtype=float32)
     """
-    act = get_activation(activation)
-    if not callable(rule) and rule not in RULES:
-        raise BackflipValueError(
-            f"unknown gradient rule {rule!r}; use one of {', '.join(RULES)} "
-            "or a function fn(x, y, g) -> dL/dx."
-        )
-    unknown = set(params) - set(act.params)
-    if unknown:
-        raise BackflipTypeError(
-            f"activation {activation!r} takes the parameters {sorted(act.params) or 'none'}; "
-            f"got {sorted(unknown)}."
-        )
-    kw = tuple(sorted({**act.params, **params}.items()))
+    kw = tuple(sorted(resolve(activation, rule, params).items()))
     return _act(check_input(x, "activation_with_rule"), activation, rule, kw)
 
 

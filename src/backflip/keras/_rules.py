@@ -11,11 +11,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from keras import ops
 
 from backflip import rules
-from backflip._errors import BackflipValueError
 from backflip.keras._backend import check_input, custom_vjp
 
 __all__ = ["activation_with_rule", "deconvnet_relu", "guided_relu"]
@@ -52,20 +50,6 @@ _OPS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
         lambda x, beta: ops.sigmoid(beta * x),
     ),
 }
-_EMPTY = np.zeros(0)
-
-
-def _resolve(activation: str, rule: object, params: dict[str, float]) -> dict[str, float]:
-    act = rules.get_activation(activation)
-    unknown = set(params) - set(act.params)
-    if unknown:
-        raise BackflipValueError(
-            f"activation {activation!r} takes the parameters {sorted(act.params) or 'none'}; "
-            f"got unknown {sorted(unknown)}."
-        )
-    if not callable(rule):  # the NumPy reference raises the core's error for a bad rule
-        rules.apply_rule(rule, activation, _EMPTY, _EMPTY)
-    return {**act.params, **params}
 
 
 def activation_with_rule(
@@ -84,7 +68,7 @@ def activation_with_rule(
     >>> np.asarray(activation_with_rule(np.array([-1.0, 2.0], "float32"))).tolist()
     [0.0, 2.0]
     """
-    kw = _resolve(activation, rule, params)
+    kw = rules.resolve(activation, rule, params)
     x = check_input(x, "activation_with_rule")
     forward, derivative = _OPS[activation]
 

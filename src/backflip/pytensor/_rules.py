@@ -17,9 +17,8 @@ from pytensor.compile.builders import OpFromGraph
 from pytensor.gradient import grad
 from pytensor.tensor.variable import TensorVariable
 
-from backflip._errors import BackflipTypeError, BackflipValueError
 from backflip.pytensor._params import check_input
-from backflip.rules import RULES, get_activation
+from backflip.rules import resolve
 
 __all__ = ["activation_with_rule", "deconvnet_relu", "guided_relu"]
 
@@ -75,20 +74,8 @@ def activation_with_rule(
     >>> pytensor.function([x], dx, mode="FAST_COMPILE")(np.array([1.0, 1.0, -1.0]))
     array([2., 0., 0.])
     """
-    act = get_activation(activation)
-    if not callable(rule) and rule not in RULES:
-        raise BackflipValueError(
-            f"unknown gradient rule {rule!r}; use one of {', '.join(RULES)} "
-            "or a function fn(x, y, g) -> dL/dx."
-        )
-    unknown = set(params) - set(act.params)
-    if unknown:
-        raise BackflipTypeError(
-            f"activation {activation!r} takes the parameters {sorted(act.params) or 'none'}; "
-            f"got {sorted(unknown)}."
-        )
     x = check_input(x, "activation_with_rule")
-    kw = tuple(sorted({**act.params, **params}.items()))
+    kw = tuple(sorted(resolve(activation, rule, params).items()))
     return _rule_op(activation, rule, kw, x.dtype, x.type.shape)(x)
 
 

@@ -11,11 +11,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from backflip import rules
-from backflip._errors import BackflipValueError
 from backflip.tensorflow._params import check_input
 
 __all__ = ["activation_with_rule", "deconvnet_relu", "guided_relu"]
@@ -47,21 +45,6 @@ _TF: dict[str, tuple[Callable[..., tf.Tensor], Callable[..., tf.Tensor]]] = {
         lambda x, beta: tf.sigmoid(beta * x),
     ),
 }
-_EMPTY = np.zeros(0)
-
-
-def resolve(activation: str, rule: object, params: dict[str, float]) -> dict[str, float]:
-    """Check ``activation``, ``rule`` and ``params`` with the core's messages; full params."""
-    act = rules.get_activation(activation)
-    unknown = set(params) - set(act.params)
-    if unknown:
-        raise BackflipValueError(
-            f"activation {activation!r} takes the parameters {sorted(act.params) or 'none'}; "
-            f"got unknown {sorted(unknown)}."
-        )
-    if not callable(rule):  # the NumPy reference raises the core's error for a bad rule
-        rules.apply_rule(rule, activation, _EMPTY, _EMPTY)
-    return {**act.params, **params}
 
 
 def activation_with_rule(
@@ -87,7 +70,7 @@ def activation_with_rule(
     >>> tape.gradient(y, x, output_gradients=tf.constant([2.0, -2.0, 2.0])).numpy()
     array([2., 0., 0.], dtype=float32)
     """
-    kw = resolve(activation, rule, params)
+    kw = rules.resolve(activation, rule, params)
     x = check_input(x, "activation_with_rule")
     forward, derivative = _TF[activation]
 

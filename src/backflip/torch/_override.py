@@ -42,7 +42,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from backflip._errors import BackflipTypeError, BackflipValueError
-from backflip.torch._rules import Rule, _check_rule, activation_with_rule
+from backflip.rules import check_rule
+from backflip.torch._rules import Rule, activation_with_rule
 
 __all__ = ["OverrideReport", "override_gradients"]
 
@@ -306,7 +307,7 @@ def override_gradients(
             f"override_gradients expects a torch.nn.Module; got {type(model).__name__}. "
             "For a plain function, call backflip.torch.activation_with_rule in it."
         )
-    _check_rule(rule)
+    check_rule(rule)
     if model in _ACTIVE:
         raise BackflipValueError(
             f"override_gradients is already active on this {type(model).__name__}; one rule "

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from backflip._errors import BackflipTypeError, BackflipValueError
-from backflip.rules import RULES, get_activation
+from backflip.rules import check_rule, get_activation, resolve
 
 __all__ = ["activation_with_rule", "deconvnet_relu", "guided_relu"]
 
@@ -87,32 +87,15 @@ _TORCH_ACTS: dict[str, tuple[Callable, Callable, dict]] = {
 }
 
 
-def _check_rule(rule: object) -> None:
-    if callable(rule):
-        return
-    if not isinstance(rule, str) or rule not in RULES:
-        raise BackflipValueError(
-            f"unknown gradient rule {rule!r}; use one of {', '.join(RULES)} "
-            "or a function fn(x, y, g) -> dL/dx."
-        )
-
-
 def _resolve(activation: str, params: dict) -> tuple[Callable, Callable, dict]:
     get_activation(activation)  # raises the shared, helpful error for unknown names
-    if activation not in _TORCH_ACTS:  # pragma: no cover - rules and torch kept in step
-        raise BackflipValueError(f"activation {activation!r} has no PyTorch implementation")
     fwd, grad, defaults = _TORCH_ACTS[activation]
-    unknown = set(params) - set(defaults)
-    if unknown:
-        raise BackflipTypeError(
-            f"activation {activation!r} takes the parameters {sorted(defaults) or 'none'}; "
-            f"got unexpected {sorted(unknown)}."
-        )
+    params = resolve(activation, "vanilla", params, defaults)
     if activation == "gelu" and params.get("approximate", "none") not in ("none", "tanh"):
         raise BackflipValueError(
             f"gelu's approximate must be 'none' or 'tanh'; got {params['approximate']!r}."
         )
-    return fwd, grad, {**defaults, **params}
+    return fwd, grad, params
 
 
 class _ActivationRule(torch.autograd.Function):
@@ -179,7 +162,7 @@ def activation_with_rule(
             f"activation_with_rule expects a torch.Tensor; got {type(x).__name__}. "
             "Wrap it with torch.as_tensor(...)."
         )
-    _check_rule(rule)
+    check_rule(rule)
     fwd, grad, kw = _resolve(activation, params)
     return _ActivationRule.apply(x, fwd, grad, kw, rule)
 
