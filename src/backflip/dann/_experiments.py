@@ -19,7 +19,7 @@ __all__ = ["EXPERIMENTS", "experiment_config", "run_experiment"]
 # name -> (full settings, --quick overrides). Headline numbers are final-epoch, never selected.
 EXPERIMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "moons": ({"source": "moons", "target": "moons-rotated", "arch": "moons", "epochs": 40,
-               "batch_size": 32, "lr": 0.05, "threads": 1, "eval_limit": 500},
+               "batch_size": 32, "lr": 0.05, "hidden": 128, "threads": 1, "eval_limit": 500},
               {}),  # already seconds; fewer epochs do not adapt
     "mnist-mnistm": ({"source": "mnist", "target": "mnistm", "source_transform": "rgb",
                       "arch": "mnist", "epochs": 10, "batch_size": 64, "threads": 1},
