@@ -100,6 +100,6 @@ def test_moons_dann_beats_source_only():
     acc = {m: train(ex.experiment_config("moons", m, seed=0, progress=False,
                                           eval_limit=200)).target_accuracy
            for m in ("source-only", "dann")}
-    # Measured: seed 0 gives dann ~0.90, source-only ~0.69 (see docs/results/dann.md).
+    # Measured: seed 0 gives dann ~0.90, source-only ~0.69 (see docs/results.md).
     assert acc["dann"] > 0.85
     assert acc["dann"] > acc["source-only"] + 0.15

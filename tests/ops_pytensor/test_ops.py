@@ -223,7 +223,7 @@ def test_forward_mode_pushforward():
     """pushforward (by PyTensor's double pullback) reverses the tangent through a GRL.
 
     Through a clip it gives the tangent unchanged: the pullback clip(g) linearised at
-    g = 0 is the identity. Documented in docs/sections/jax_pytensor.md.
+    g = 0 is the identity. Documented in the README (PyTensor quick start).
     """
     from pytensor.gradient import pushforward
 
