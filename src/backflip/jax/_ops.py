@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from backflip._errors import BackflipTypeError
+from backflip._custom import check_decoratee, gradients_tuple, split_output
 from backflip._validate import check_clip_bounds, check_max_norm
 from backflip.jax._params import as_factor, as_param, check_input
 
@@ -150,30 +150,13 @@ def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callab
     >>> float(cube_with_linear_grad(2.0)), float(jax.grad(cube_with_linear_grad)(2.0))
     (8.0, 2.0)
     """
-    if not callable(fn):
-        raise BackflipTypeError(
-            f"custom_gradient decorates a function; got {fn!r}. Use it as @custom_gradient."
-        )
-    name = getattr(fn, "__name__", repr(fn))
+    name = check_decoratee(fn)
 
     def checked(*xs: Any) -> tuple[Any, Callable[..., Any]]:
-        out = fn(*xs)
-        if not (isinstance(out, tuple) and len(out) == 2 and callable(out[1])):
-            raise BackflipTypeError(
-                f"the function {name} decorated by custom_gradient must return "
-                f"(output, grad_fn); got {type(out).__name__}. Return e.g. (y, lambda g: g * x)."
-            )
-        y, grad_fn = out
+        y, grad_fn = split_output(fn(*xs), name)
 
         def rule(g: Any) -> tuple[Any, ...]:
-            grads = grad_fn(g)
-            grads = tuple(grads) if isinstance(grads, list | tuple) else (grads,)
-            if len(grads) != len(xs):
-                raise BackflipTypeError(
-                    f"grad_fn of {name} must return one gradient per input; it got "
-                    f"{len(xs)} input(s) and returned {len(grads)} gradient(s)."
-                )
-            return grads
+            return gradients_tuple(grad_fn(g), len(xs), name)
 
         return y, rule
 

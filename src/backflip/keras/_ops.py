@@ -15,7 +15,7 @@ from typing import Any
 
 from keras import ops
 
-from backflip._errors import BackflipTypeError
+from backflip._custom import check_decoratee, split_output
 from backflip._validate import check_clip_bounds, check_factor, check_max_norm
 from backflip.keras._backend import (
     as_param,
@@ -104,19 +104,10 @@ def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callab
     >>> float(cube_with_linear_grad(np.float32(2.0)))
     8.0
     """
-    if not callable(fn):
-        raise BackflipTypeError(
-            f"custom_gradient decorates a function; got {fn!r}. Use it as @custom_gradient."
-        )
-    name = getattr(fn, "__name__", repr(fn))
+    name = check_decoratee(fn)
 
     def checked(*xs: Any) -> Any:
-        out = fn(*xs)
-        if not (isinstance(out, tuple) and len(out) == 2 and callable(out[1])):
-            raise BackflipTypeError(
-                f"the function {name} decorated by custom_gradient must return "
-                f"(output, grad_fn); got {type(out).__name__}. Return e.g. (y, lambda g: g * x)."
-            )
+        out = split_output(fn(*xs), name)
         return out
 
     @functools.wraps(fn)

@@ -22,7 +22,7 @@ from pytensor.compile.builders import OpFromGraph
 from pytensor.gradient import disconnected_type
 from pytensor.tensor.variable import TensorVariable
 
-from backflip._errors import BackflipTypeError
+from backflip._custom import check_decoratee, gradients_tuple, split_output
 from backflip._validate import check_clip_bounds, check_max_norm
 from backflip.pytensor._params import as_factor, as_param, check_input
 
@@ -159,30 +159,16 @@ def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callab
     >>> [float(v) for v in f(2.0)]  # the default gradient would be 12
     [8.0, 2.0]
     """
-    if not callable(fn):
-        raise BackflipTypeError(
-            f"custom_gradient decorates a function; got {fn!r}. Use it as @custom_gradient."
-        )
-    name = getattr(fn, "__name__", repr(fn))
+    name = check_decoratee(fn)
 
     def build(*xs: TensorVariable) -> tuple[TensorVariable, Callable[..., Any]]:
-        out = fn(*xs)
-        if not (isinstance(out, tuple) and len(out) == 2 and callable(out[1])):
-            raise BackflipTypeError(
-                f"the function {name} decorated by custom_gradient must return "
-                f"(output, grad_fn); got {type(out).__name__}. Return e.g. (y, lambda g: g * x)."
-            )
+        out = split_output(fn(*xs), name)
         return pt.as_tensor_variable(out[0]), out[1]
 
     def pullback(inputs, outputs, cotangents):
         _, grad_fn = build(*inputs)
         grads = grad_fn(cotangents[0])
-        grads = tuple(grads) if isinstance(grads, list | tuple) else (grads,)
-        if len(grads) != len(inputs):
-            raise BackflipTypeError(
-                f"grad_fn of {name} must return one gradient per input; it got "
-                f"{len(inputs)} input(s) and returned {len(grads)} gradient(s)."
-            )
+        grads = gradients_tuple(grads, len(inputs), name)
         return [pt.cast(gr, x.dtype) for gr, x in zip(grads, inputs, strict=True)]
 
     @functools.wraps(fn)

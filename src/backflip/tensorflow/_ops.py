@@ -16,7 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from backflip._errors import BackflipTypeError
+from backflip._custom import check_decoratee, gradients_tuple, split_output
 from backflip._validate import check_clip_bounds, check_max_norm
 from backflip.tensorflow._params import as_factor, as_param, check_input
 
@@ -141,33 +141,17 @@ def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callab
     >>> float(y), float(tape.gradient(y, x))  # the default gradient would be 12
     (8.0, 2.0)
     """
-    if not callable(fn):
-        raise BackflipTypeError(
-            f"custom_gradient decorates a function; got {fn!r}. Use it as @custom_gradient."
-        )
-    name = getattr(fn, "__name__", repr(fn))
+    name = check_decoratee(fn)
 
     @functools.wraps(fn)
     def wrapper(*xs: Any) -> Any:
         @tf.custom_gradient
         def op(*xs):
-            out = fn(*xs)
-            if not (isinstance(out, tuple) and len(out) == 2 and callable(out[1])):
-                raise BackflipTypeError(
-                    f"the function {name} decorated by custom_gradient must return "
-                    f"(output, grad_fn); got {type(out).__name__}. "
-                    "Return e.g. (y, lambda g: g * x)."
-                )
-            y, grad_fn = out
+            y, grad_fn = split_output(fn(*xs), name)
 
             def grad(*gs):
                 grads = grad_fn(*gs)
-                grads = tuple(grads) if isinstance(grads, list | tuple) else (grads,)
-                if len(grads) != len(xs):
-                    raise BackflipTypeError(
-                        f"grad_fn of {name} must return one gradient per input; it got "
-                        f"{len(xs)} input(s) and returned {len(grads)} gradient(s)."
-                    )
+                grads = gradients_tuple(grads, len(xs), name)
                 return grads if len(grads) > 1 else grads[0]
 
             return y, grad
