@@ -21,28 +21,17 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from _timing import median_ratio
+
 SHAPE = (4096, 4096)
 LAMBD = 0.5
 
 
-def _median_ratio(ours: Callable[[], object], base: Callable[[], object], repeats: int) -> dict:
-    for _ in range(2):  # warm-up: trace / compile
-        ours(), base()
-    t_ours, t_base = [], []
-    for _ in range(repeats):  # interleaved, so both see the same machine load
-        for fn, out in ((ours, t_ours), (base, t_base)):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    m_ours, m_base = statistics.median(t_ours), statistics.median(t_base)
-    return {"ours_ms": 1e3 * m_ours, "baseline_ms": 1e3 * m_base, "ratio": m_ours / m_base}
 
 
 def bench_jax(x_np: np.ndarray, g_np: np.ndarray, repeats: int) -> list[dict]:
@@ -70,9 +59,9 @@ def bench_jax(x_np: np.ndarray, g_np: np.ndarray, repeats: int) -> list[dict]:
     ours = step(bfj.reverse_gradient)
     return [
         {"framework": "jax", "mode": "jax.jit", "baseline": "identity (lambda x: x)",
-         **_median_ratio(ours, step(lambda v, lam: v), repeats)},
+         **median_ratio(ours, step(lambda v, lam: v), repeats)},
         {"framework": "jax", "mode": "jax.jit", "baseline": "hand-written jax.custom_vjp GRL",
-         **_median_ratio(ours, step(snippet), repeats)},
+         **median_ratio(ours, step(snippet), repeats)},
     ]  # fmt: skip
 
 
@@ -98,10 +87,10 @@ def bench_pytensor(x_np: np.ndarray, g_np: np.ndarray, repeats: int) -> list[dic
     by_hand = compiled(x.copy(), -lambd * g)
     return [
         {"framework": "pytensor", "mode": "pytensor.function (default: Numba)", "baseline": "identity",
-         **_median_ratio(ours, identity, repeats)},
+         **median_ratio(ours, identity, repeats)},
         {"framework": "pytensor", "mode": "pytensor.function (default: Numba)",
          "baseline": "graph written by hand: (x, -lambd * g)",
-         **_median_ratio(ours, by_hand, repeats)},
+         **median_ratio(ours, by_hand, repeats)},
     ]  # fmt: skip
 
 

@@ -18,28 +18,16 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from _timing import median_ratio
 
 SHAPE = (4096, 4096)
 LAMBD = 0.5
 
 
-def _median_ratio(ours: Callable[[], object], base: Callable[[], object], repeats: int) -> dict:
-    for _ in range(2):  # warm-up: trace / compile
-        ours(), base()
-    t_ours, t_base = [], []
-    for _ in range(repeats):  # interleaved, so both see the same machine load
-        for fn, out in ((ours, t_ours), (base, t_base)):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    m_ours, m_base = statistics.median(t_ours), statistics.median(t_base)
-    return {"ours_ms": 1e3 * m_ours, "identity_ms": 1e3 * m_base, "ratio": m_ours / m_base}
 
 
 def bench_tensorflow(repeats: int) -> list[dict]:
@@ -67,10 +55,10 @@ def bench_tensorflow(repeats: int) -> list[dict]:
 
     ours = step(lambda x: bft.reverse_gradient(x, lambd))
     rows = [{"framework": "tensorflow", "mode": "tf.function", "baseline": "tf.identity",
-             **_median_ratio(ours, step(tf.identity), repeats)}]
+             **median_ratio(ours, step(tf.identity), repeats)}]
     rows.append({"framework": "tensorflow", "mode": "tf.function",
                  "baseline": "hand-written tf.custom_gradient GRL",
-                 **_median_ratio(ours, step(snippet), repeats)})
+                 **median_ratio(ours, step(snippet), repeats)})
     return rows
 
 
@@ -132,7 +120,7 @@ def bench_keras(repeats: int) -> list[dict]:
 
         mode = "eager"
     return [{"framework": f"keras-{backend}", "mode": mode, "baseline": "keras.ops.copy",
-             **_median_ratio(step(ours_fn), step(base_fn), repeats)}]
+             **median_ratio(step(ours_fn), step(base_fn), repeats)}]
 
 
 def main(argv: list[str]) -> int:
@@ -162,7 +150,7 @@ def main(argv: list[str]) -> int:
     print("|---|---|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['framework']} | {r['mode']} | {r['baseline']} | {r['ours_ms']:.1f} | "
-              f"{r['identity_ms']:.1f} | {r['ratio']:.2f} |")
+              f"{r['baseline_ms']:.1f} | {r['ratio']:.2f} |")
     out = Path(__file__).parent / "out" / "backends_tf_keras.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"shape": SHAPE, "repeats": repeats, "rows": rows}, indent=1))
