@@ -33,6 +33,26 @@ def test_results_json_shape_report_and_plots(tmp_path, monkeypatch):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_methods_option_runs_only_those(tmp_path, monkeypatch):
+    full, _ = ex.EXPERIMENTS["moons"]
+    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
+                        (full, {"epochs": 1, "limit": 100, "batch_size": 20, "eval_limit": 60}))
+    assert main(["run", "moons", "--quick", "--methods", "dann, source-only", "--out",
+                 str(tmp_path), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert list(res["methods"]) == ["dann", "source-only"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "dann-seed0", "source-only-seed0"]
+
+
+@pytest.mark.parametrize("methods", ["dann,gan", ","])
+def test_methods_option_rejects_unknown(methods, capsys, tmp_path):
+    assert main(["run", "moons", "--methods", methods, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--methods {methods!r}" in err and "choose among source-only, dann, target-only" in err
+    assert not (tmp_path / "results.json").exists()
+
+
 def test_unknown_experiment_lists_presets(capsys):
     assert main(["run", "cifar", "--out", "/tmp/never"]) == 2
     assert "unknown experiment 'cifar'; choose one of moons, mnist-mnistm" in capsys.readouterr().err

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
     p.add_argument("--out", default=None, help="output folder (default runs/EXPERIMENT)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps (default cpu)")
+    p.add_argument("--methods", default="source-only,dann,target-only",
+                   help="comma-separated methods to run (default source-only,dann,target-only; "
+                   "composite-zero always runs its two settings)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")
     p.set_defaults(func=run_run)
@@ -27,11 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_run(args: argparse.Namespace) -> int:
     """Run the experiment and print its table."""
+    from backflip._errors import BackflipValueError
+    from backflip.dann._config import METHODS
     from backflip.dann._experiments import run_experiment, table
 
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise BackflipValueError(
+            f"--methods {args.methods!r}: unknown or empty method list {unknown}; choose "
+            f"among {', '.join(METHODS)}, comma-separated (e.g. --methods source-only,dann)."
+        )
     out = args.out or f"runs/{args.experiment}"
     results = run_experiment(args.experiment, quick=args.quick, seeds=args.seeds, out=out,
-                             device=args.device, progress=args.progress)
+                             device=args.device, progress=args.progress, methods=methods)
     if args.experiment == "composite-zero":
         print((Path(out) / "report.md").read_text(), end="")
     else:
