@@ -11,7 +11,8 @@ from backflip.dann import DANN, AdversarialHead, build_model
 
 
 @pytest.mark.parametrize(("arch", "shape", "classes"), [
-    ("mnist", (3, 28, 28), 10), ("mnist", (1, 28, 28), 10), ("digits32", (3, 32, 32), 10),
+    ("mnist", (3, 28, 28), 10), ("mnist", (1, 28, 28), 10), ("mnist-bn", (3, 28, 28), 10),
+    ("digits32", (3, 32, 32), 10),
     ("moons", (2,), 2),
 ])
 def test_forward_shapes(arch, shape, classes):

@@ -14,6 +14,7 @@ True
 from backflip.dann._checkpoint import load_checkpoint, load_model, save_checkpoint
 from backflip.dann._config import METHODS, TrainConfig, add_config_arguments, config_from_args
 from backflip.dann._data import apply_transform, load_domain
+from backflip.dann._domain_norm import DomainBatchNorm, bn_domain
 from backflip.dann._models import ARCHITECTURES, DANN, AdversarialHead, Standardize, build_model
 from backflip.dann._selection import CRITERIA, dev_risk, pick, snd, target_entropy
 from backflip.dann._train import TrainingStopped, TrainResult, train
@@ -24,12 +25,14 @@ __all__ = [
     "DANN",
     "METHODS",
     "AdversarialHead",
+    "DomainBatchNorm",
     "Standardize",
     "TrainConfig",
     "TrainResult",
     "TrainingStopped",
     "add_config_arguments",
     "apply_transform",
+    "bn_domain",
     "build_model",
     "config_from_args",
     "dev_risk",

@@ -34,7 +34,7 @@ class TrainConfig:
     source: str = "mnist"  # labelled source data set (backflip.data.DATASETS)
     target: str = "mnistm"  # unlabelled target data set (labels used only to report accuracy)
     method: str = "dann"  # source-only | dann | target-only (upper bound: trains on target labels)
-    arch: str = "auto"  # mnist | digits32 | moons | auto (from the sample shape)
+    arch: str = "auto"  # mnist | mnist-bn (per-domain batch norm) | digits32 | moons | auto (from the sample shape)
     epochs: int = 10  # passes over the larger domain's training set
     batch_size: int = 64  # samples per domain per step (global, over all processes)
     optimizer: str = "sgd"  # sgd (the paper's, momentum 0.9) | adam

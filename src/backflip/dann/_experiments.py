@@ -21,8 +21,10 @@ EXPERIMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "moons": ({"source": "moons", "target": "moons-rotated", "arch": "moons", "epochs": 40,
                "batch_size": 32, "lr": 0.05, "hidden": 128, "threads": 1, "eval_limit": 500},
               {}),  # already seconds; fewer epochs do not adapt
+    # The paper's MNIST net with per-domain batch norm (mnist-bn): 0.92 on our MNIST-M in
+    # 3 epochs where the plain net reached 0.71-0.78 in 10 and collapsed on one seed of 3.
     "mnist-mnistm": ({"source": "mnist", "target": "mnistm", "source_transform": "rgb",
-                      "arch": "mnist", "epochs": 10, "batch_size": 64, "threads": 1},
+                      "arch": "mnist-bn", "epochs": 3, "batch_size": 64, "threads": 1},
                      {"epochs": 3, "limit": 20000, "eval_limit": 1000}),
     "syndigits-mnist": ({"source": "syndigits", "target": "mnist",
                          "target_transform": "rgb+resize32", "arch": "digits32", "epochs": 10,

@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from backflip._errors import BackflipValueError
+from backflip.dann._domain_norm import DomainBatchNorm, split_domains
 from backflip.schedules import dann_lambda
 from backflip.torch import GradientReversal
 
 __all__ = ["ARCHITECTURES", "DANN", "AdversarialHead", "Standardize", "build_model"]
 
-ARCHITECTURES = ("mnist", "digits32", "moons")
+ARCHITECTURES = ("mnist", "mnist-bn", "digits32", "moons")
 
 
 class Standardize(nn.Module):
@@ -62,7 +63,9 @@ class DANN(nn.Module):
     returns ``(class_logits, domain_logits)``, computed with ONE pass of the feature
     extractor over the concatenated batch. The domain logits are raw (use
     ``BCEWithLogitsLoss``, safe under autocast). ``grl`` defaults to
-    ``GradientReversal(schedule=dann_lambda)``.
+    ``GradientReversal(schedule=dann_lambda)``. With ``with_domain=True`` the batch must
+    hold equal source and target halves wherever the modules contain a
+    :class:`DomainBatchNorm` (each half is normalised by its own statistics).
 
     >>> m = build_model("moons")
     >>> y, d = m.domain_forward(torch.zeros(6, 2))
@@ -80,10 +83,11 @@ class DANN(nn.Module):
 
     def forward(self, x: torch.Tensor, with_domain: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        f = self.features(x)
         if not with_domain:
-            return self.classifier(f)
-        return self.classifier(f), self.discriminator(self.grl(f)).reshape(-1)
+            return self.classifier(self.features(x))
+        with split_domains(self):  # DomainBatchNorm: each half by its own statistics
+            f = self.features(x)
+            return self.classifier(f), self.discriminator(self.grl(f)).reshape(-1)
 
     def domain_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class and domain logits of a (source + target) batch in one feature pass.
@@ -132,6 +136,23 @@ def _mnist(in_channels: int, num_classes: int) -> DANN:
     return DANN(features, classifier, discriminator)
 
 
+def _mnist_bn(in_channels: int, num_classes: int) -> DANN:
+    # The paper's MNIST network with a DomainBatchNorm after every hidden layer of the
+    # features, label and domain heads: per-domain batch statistics in training, and at
+    # test time the target's own statistics (DSBN / AdaBN), the weights shared.
+    features = nn.Sequential(
+        Standardize(in_channels),
+        nn.Conv2d(in_channels, 32, 5), DomainBatchNorm(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 48, 5), DomainBatchNorm(48), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+    )
+    classifier = nn.Sequential(nn.Linear(48 * 4 * 4, 100), DomainBatchNorm(100), nn.ReLU(),
+                               nn.Linear(100, 100), DomainBatchNorm(100), nn.ReLU(),
+                               nn.Linear(100, num_classes))
+    discriminator = nn.Sequential(nn.Linear(48 * 4 * 4, 100), DomainBatchNorm(100), nn.ReLU(),
+                                  nn.Linear(100, 1))
+    return DANN(features, classifier, discriminator)
+
+
 def _digits32(in_channels: int, num_classes: int) -> DANN:
     # The paper's SVHN / SynNumbers network (32 x 32 colour input).
     features = nn.Sequential(
@@ -163,6 +184,9 @@ def build_model(arch: str, in_shape: tuple[int, ...] | None = None, num_classes:
                 hidden: int = 32) -> DANN:
     """One of the paper's networks: ``"mnist"`` (Cx28x28), ``"digits32"`` (Cx32x32), ``"moons"``.
 
+    ``"mnist-bn"`` is the MNIST network with a :class:`DomainBatchNorm` after each hidden
+    layer (per-domain batch statistics; the target's at test time).
+
     ``features[0]`` is a :class:`Standardize` layer (identity until fitted), so the input
     normalisation a model was trained with travels in its ``state_dict``.
 
@@ -171,7 +195,7 @@ def build_model(arch: str, in_shape: tuple[int, ...] | None = None, num_classes:
     """
     if arch == "moons":
         return _moons(in_shape[0] if in_shape else 2, num_classes if in_shape else 2, hidden)
-    expect = {"mnist": 28, "digits32": 32}
+    expect = {"mnist": 28, "mnist-bn": 28, "digits32": 32}
     if arch not in expect:
         raise BackflipValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}.")
     shape = in_shape or (3, expect[arch], expect[arch])
@@ -181,4 +205,5 @@ def build_model(arch: str, in_shape: tuple[int, ...] | None = None, num_classes:
             f"samples of shape {tuple(shape)}. Resize the data (--source-transform/"
             f"--target-transform resize{expect[arch]}) or pick another --arch."
         )
-    return (_mnist if arch == "mnist" else _digits32)(shape[0], num_classes)
+    return {"mnist": _mnist, "mnist-bn": _mnist_bn, "digits32": _digits32}[arch](
+        shape[0], num_classes)

@@ -21,6 +21,7 @@ from backflip._errors import BackflipError, BackflipValueError
 from backflip.dann._checkpoint import load_checkpoint, save_checkpoint
 from backflip.dann._config import TrainConfig
 from backflip.dann._data import load_domain
+from backflip.dann._domain_norm import bn_domain
 from backflip.dann._models import DANN, build_model
 from backflip.dann._selection import dev_risk, pick, snd, target_entropy
 from backflip.schedules import dann_lambda, dann_learning_rate
@@ -115,22 +116,36 @@ def _predict(model: DANN, x: torch.Tensor, chunk: int = 512):
     return torch.cat(logits).cpu().numpy(), torch.cat(feats).cpu().numpy()
 
 
+def _domains(method: str) -> tuple[str, str]:
+    # The DomainBatchNorm statistics (if any) applied to (source, target) inputs: each
+    # domain's own under dann; a single-domain method has only its training domain's.
+    if method == "source-only":
+        return "source", "source"
+    if method == "target-only":
+        return "target", "target"
+    return "source", "target"
+
+
 def _evaluate(model: DANN, ev: dict[str, Any]) -> dict[str, float]:
     # Target accuracy is reported; selection criteria use source labels and unlabelled target.
     model.eval()
     out: dict[str, float] = {}
+    source_domain, target_domain = ev["domains"]
+    bn_domain(model, target_domain)
     t_logits, _ = _predict(model, ev["target_test_x"])
     out["target_acc"] = float((t_logits.argmax(1) == ev["target_test_y"]).mean())
     tu_logits, tu_feats = _predict(model, ev["target_x"])
     out["target_entropy"] = target_entropy(tu_logits)
     out["snd"] = snd(tu_logits[:1000])
     if ev["val_x"] is not None:
+        bn_domain(model, source_domain)
         v_logits, v_feats = _predict(model, ev["val_x"])
         out["source_val_acc"] = float((v_logits.argmax(1) == ev["val_y"]).mean())
         v = torch.from_numpy(v_logits)
         losses = F.cross_entropy(v, torch.from_numpy(ev["val_y"]), reduction="none").numpy()
         _, s_feats = _predict(model, ev["source_x"])
         out["dev_risk"] = dev_risk(s_feats[:1000], tu_feats[:1000], v_feats, losses)
+    bn_domain(model, target_domain)  # the default a saved model applies
     model.train()
     return out
 
@@ -201,6 +216,8 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
     raw = build_model(arch, shape, source.num_classes, config.hidden)
     if config.normalize == "source":
         raw.features[0].fit(source.x)  # source statistics only: no target information
+    domains = _domains(config.method)
+    bn_domain(raw, domains[1])  # DomainBatchNorm: single-domain batches use these statistics
     raw = raw.to(device)
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(raw.parameters(), lr=config.lr, momentum=config.momentum,
@@ -223,7 +240,7 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
     ev = {"target_test_x": tensor(target_test.x[:lim]), "target_test_y": target_test.y[:lim],
           "target_x": tx[:lim], "source_x": sx[:lim],
           "val_x": None if val is None else tensor(val.x[:lim]),
-          "val_y": None if val is None else val.y[:lim]}
+          "val_y": None if val is None else val.y[:lim], "domains": domains}
     bs, local = config.batch_size, config.batch_size // world
     steps = max(len(source), len(target)) // bs
     total = steps * config.epochs
