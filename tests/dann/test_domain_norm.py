@@ -107,3 +107,17 @@ def test_trainer_keeps_per_domain_statistics_and_checkpoints_them(tmp_path, meth
     with torch.no_grad():
         torch.testing.assert_close(model(x), res.model(x))
     assert int(model.features[2].domain) == default
+
+
+def test_compiles_without_graph_breaks_in_both_modes():
+    torch.manual_seed(0)
+    model = build_model("mnist-bn", (3, 28, 28))
+    x = torch.cat([torch.rand(4, 3, 28, 28), torch.rand(4, 3, 28, 28) + 1.0])
+    ref = build_model("mnist-bn", (3, 28, 28))
+    ref.load_state_dict(model.state_dict())
+    compiled = torch.compile(model, fullgraph=True)
+    for a, b in zip(compiled(x, with_domain=True), ref(x, with_domain=True), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    model.eval(), ref.eval()
+    bn_domain(model, "source"), bn_domain(ref, "source")
+    torch.testing.assert_close(compiled(x), ref(x), atol=1e-4, rtol=1e-4)

@@ -11,9 +11,9 @@ In training, a batch flagged as two-domain (``split = True``, set by
 ``DANN.forward(x, with_domain=True)`` for the duration of the call) holds source
 then target samples in two equal halves; each half is normalised with its own batch
 statistics and updates its own running statistics. Any other batch (evaluation, or
-``source-only``/``target-only`` training) uses the statistics of ``domain`` (a
-persistent buffer: 0 source, 1 target), so a checkpoint remembers which statistics the
-model applies by default. Target statistics come from unlabelled target images only.
+``source-only``/``target-only`` training) uses the statistics of ``domain`` (0 source,
+1 target; saved in the ``state_dict`` as extra state), so a checkpoint remembers which
+statistics the model applies by default. Target statistics come from unlabelled target images only.
 """
 
 from __future__ import annotations
@@ -55,8 +55,16 @@ class DomainBatchNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(len(DOMAINS), num_features))
         self.register_buffer("running_var", torch.ones(len(DOMAINS), num_features))
-        self.register_buffer("domain", torch.tensor(DOMAINS["target"]))
+        self.domain = DOMAINS["target"]  # saved in state_dict as extra state
         self.split = False  # transient: this training batch is [source half; target half]
+
+    def get_extra_state(self) -> dict[str, int]:
+        # A plain int (no tensor: no device sync per forward, no graph break under
+        # torch.compile), still saved with the weights and loadable with weights_only.
+        return {"domain": self.domain}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.domain = int(state["domain"])
 
     def _norm(self, x: torch.Tensor, d: int) -> torch.Tensor:
         # Rows of the (2, C) buffers are contiguous views: batch_norm updates them in place.
@@ -72,7 +80,7 @@ class DomainBatchNorm(nn.Module):
                 )
             xs, xt = x.chunk(2)
             return torch.cat([self._norm(xs, DOMAINS["source"]), self._norm(xt, DOMAINS["target"])])
-        return self._norm(x, int(self.domain))
+        return self._norm(x, self.domain)
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, eps={self.eps}, momentum={self.momentum}, per-domain statistics"
@@ -105,4 +113,4 @@ def bn_domain(model: nn.Module, domain: str) -> None:
     if domain not in DOMAINS:
         raise BackflipValueError(f"unknown domain {domain!r}; choose one of {', '.join(DOMAINS)}.")
     for m in _norms(model):
-        m.domain.fill_(DOMAINS[domain])
+        m.domain = DOMAINS[domain]
