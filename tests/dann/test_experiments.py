@@ -45,6 +45,34 @@ def test_methods_option_runs_only_those(tmp_path, monkeypatch):
         "dann-seed0", "source-only-seed0"]
 
 
+def test_a_collapsed_seed_is_counted_and_listed(tmp_path, monkeypatch, capsys):
+    import backflip.dann._train as train_mod
+
+    full, _ = ex.EXPERIMENTS["moons"]
+    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
+                        (full, {"epochs": 4, "limit": 200, "batch_size": 20, "eval_limit": 60}))
+    real_build, builds = train_mod.build_model, []
+
+    def build(*args, **kwargs):  # the second run's label head dies in its last epoch
+        model = real_build(*args, **kwargs)
+        builds.append(model)
+        if len(builds) == 2:
+            model.classifier.register_forward_hook(
+                lambda mod, inp, out: out * 0.0 if model.grl.lambd > 0.98 else out)
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", build)
+    res = ex.run_experiment("moons", quick=True, seeds=2, out=tmp_path, progress=False,
+                            methods=("dann",))
+    dann = res["methods"]["dann"]
+    assert dann["collapsed_seeds"] == [1]
+    assert len(dann["target_accuracy"]["runs"]) == 2  # counted, not dropped
+    assert dann["target_accuracy"]["runs"][1] < 0.7
+    assert len(dann["selected_target_accuracy"]["snd"]["runs"]) == 1
+    assert "dann seed 1: training collapsed in epoch " in capsys.readouterr().err
+    assert "(1 run(s) collapsed, counted)" in ex.table(res)
+
+
 @pytest.mark.parametrize("methods", ["dann,gan", ","])
 def test_methods_option_rejects_unknown(methods, capsys, tmp_path):
     assert main(["run", "moons", "--methods", methods, "--out", str(tmp_path)]) == 2

@@ -149,6 +149,48 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_config, mo
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
+def _dies_after(monkeypatch, p_dead: float):
+    # Fault injection: from progress p_dead on, the label head outputs constant logits
+    # (what a DANN collapse looks like: features that no longer separate the classes).
+    real_build, real_lr, dead = train_mod.build_model, train_mod.dann_learning_rate, {"on": False}
+
+    def build(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        model.classifier.register_forward_hook(
+            lambda mod, inp, out: out * 0.0 if dead["on"] else out)
+        return model
+
+    def lr(p, lr0):
+        dead["on"] = p >= p_dead
+        return real_lr(p, lr0)
+
+    monkeypatch.setattr(train_mod, "build_model", build)
+    monkeypatch.setattr(train_mod, "dann_learning_rate", lr)
+
+
+def test_collapse_stops_with_a_message_and_keeps_last_good_checkpoint(
+        tmp_path, tiny_config, moons_domains, monkeypatch):
+    s, t, tt = moons_domains
+    _dies_after(monkeypatch, 0.75)  # the 4th of 4 epochs
+    with pytest.raises(TrainingStopped, match=r"training collapsed in epoch 4: the label head's "
+                       r"training accuracy fell to 0\.[45]\d\d \(chance 0\.500\) after reaching "
+                       r"0\.[89]\d\d.*last good checkpoint is kept.*--arch mnist-bn") as info:
+        train(tiny_config(out=str(tmp_path), epochs=4, optimizer="sgd", lr=0.05), source=s,
+              target=t, target_test=tt)
+    assert info.value.reason == "collapse"
+    assert [r["epoch"] for r in info.value.history] == [1, 2, 3, 4]
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 3  # never the collapsed one
+    logged = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(logged) == 4  # the collapsed epoch is logged for the user to see
+
+
+def test_no_collapse_without_the_fault(tmp_path, tiny_config, moons_domains):
+    s, t, tt = moons_domains
+    res = train(tiny_config(epochs=4, optimizer="sgd", lr=0.05), source=s, target=t,
+                target_test=tt)
+    assert len(res.history) == 4 and max(r["train_acc"] for r in res.history) >= 0.75
+
+
 # -- bad input, each before any training starts -------------------------------------------
 
 

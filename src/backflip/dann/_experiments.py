@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 
 from backflip._errors import BackflipValueError
 from backflip.dann._config import METHODS, TrainConfig
-from backflip.dann._train import TrainResult, train
+from backflip.dann._train import TrainingStopped, TrainResult, train
 
 __all__ = ["EXPERIMENTS", "experiment_config", "run_experiment"]
 
@@ -74,29 +75,40 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
     results: dict[str, Any] = {"experiment": name, "quick": quick, "methods": {}}
     kept: dict[str, TrainResult] = {}
     for method in methods:
-        accs, picks, secs = [], [], []
+        accs, picks, secs, collapsed = [], [], [], []
         for seed in range(seeds):
             cfg = experiment_config(name, method, quick=quick, seed=seed, device=device,
                                     out=str(out / "runs" / f"{method}-seed{seed}"),
                                     progress=progress)
             t0 = time.perf_counter()
-            res = train(cfg)
+            try:
+                res = train(cfg)
+            except TrainingStopped as stop:
+                if stop.reason != "collapse":
+                    raise
+                # A collapsed run counts, at the accuracy it collapsed to: dropping it
+                # would flatter the mean. results.json lists the seed.
+                print(f"backflip: {method} seed {seed}: {stop}", file=sys.stderr)
+                secs.append(time.perf_counter() - t0)
+                accs.append(float(stop.history[-1]["target_acc"]))
+                collapsed.append(seed)
+                continue
             secs.append(time.perf_counter() - t0)
             accs.append(res.target_accuracy)
             picks.append(res.selection)
-            if seed == 0:
-                kept[method] = res
+            kept.setdefault(method, res)
         results["methods"][method] = {
             "target_accuracy": _stats(accs),
+            "collapsed_seeds": collapsed,
             "selected_target_accuracy": {
                 c: _stats([p[c]["target_acc"] for p in picks if c in p])
-                for c in picks[0]},
+                for c in (picks[0] if picks else {})},
             "seconds": _stats(secs),
             "config": dataclasses.asdict(experiment_config(name, method, quick=quick)),
         }
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    figures = _plots(name, kept, out) if plots else []
+    figures = _plots(name, kept, out) if plots and kept else []
     (out / "report.md").write_text(report(results, figures))
     return results
 
@@ -108,6 +120,8 @@ def table(results: dict[str, Any]) -> str:
     for method, r in results["methods"].items():
         a, s = r["target_accuracy"], r["seconds"]
         label = method + (" (upper bound, uses target labels)" if method == "target-only" else "")
+        if r.get("collapsed_seeds"):
+            label += f" ({len(r['collapsed_seeds'])} run(s) collapsed, counted)"
         lines.append(f"| {label} | {a['mean']:.4f} +- {a['std']:.4f} | {len(a['runs'])} | "
                      f"{s['mean']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -33,12 +33,19 @@ _RESUME_FREE = ("resume", "progress", "tensorboard", "out", "device", "data_root
 
 
 class TrainingStopped(BackflipError, RuntimeError):
-    """Training stopped early (non-finite loss, or SIGINT/SIGTERM); a checkpoint was kept."""
+    """Training stopped early; the last good checkpoint (if any) was kept.
 
-    def __init__(self, message: str, reason: str, checkpoint: Path | None = None) -> None:
+    ``reason`` is ``"nan"`` (non-finite loss), ``"collapse"`` (the label head fell back
+    to chance after it had learned) or ``"signal"`` (SIGINT/SIGTERM). ``history`` holds
+    the per-epoch metrics rows up to the stop (for a collapse, the collapsed epoch last).
+    """
+
+    def __init__(self, message: str, reason: str, checkpoint: Path | None = None,
+                 history: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.checkpoint = checkpoint
+        self.history = list(history or [])
 
 
 @dataclass
@@ -148,6 +155,14 @@ def _evaluate(model: DANN, ev: dict[str, Any]) -> dict[str, float]:
     bn_domain(model, target_domain)  # the default a saved model applies
     model.train()
     return out
+
+
+def _collapsed(history: list[dict[str, Any]], row: dict[str, Any], num_classes: int) -> bool:
+    # The label head fell back to chance after it had learned: the features stopped
+    # separating the classes (under DANN, typically the reversed domain gradient won).
+    chance = 1.0 / num_classes
+    best = max((r["train_acc"] for r in history), default=0.0)
+    return row["train_acc"] <= chance + 0.05 and best >= chance + 0.25
 
 
 def _distributed() -> tuple[int, int]:
@@ -374,13 +389,26 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                    "loss_y": ly / n, "loss_d": ld / n, "train_acc": correct / n,
                    "domain_acc": d_correct_sum / n if config.method == "dann" else None,
                    **_evaluate(raw, ev), "seconds": time.perf_counter() - acc["t0"]}
+            collapsed = _collapsed(history, row, source.num_classes)
             history.append(row)
             acc = None
-            # log and checkpoint (rank 0)
+            # log and checkpoint (rank 0); a collapsed epoch is logged, never checkpointed
             if out is not None and rank == 0:
                 tmp = out / "metrics.jsonl.tmp"
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
                 os.replace(tmp, out / "metrics.jsonl")
+            if collapsed:
+                kept = out / "checkpoint.pt" if out is not None and (
+                    out / "checkpoint.pt").exists() else None
+                raise TrainingStopped(
+                    f"training collapsed in epoch {epoch + 1}: the label head's training "
+                    f"accuracy fell to {row['train_acc']:.3f} (chance {1 / source.num_classes:.3f})"
+                    f" after reaching {max(r['train_acc'] for r in history[:-1]):.3f}, so the "
+                    f"features no longer separate the classes (λ {lambd:.3g}, lr {lr:.3g}). "
+                    + (f"The last good checkpoint is kept at {str(kept)!r}. " if kept else "")
+                    + "Lower --lr or --lambd-max, lower --gamma (a slower λ ramp), or "
+                    "use --arch mnist-bn.", "collapse", kept, history)
+            if out is not None and rank == 0:
                 if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
                     checkpoint(epoch + 1, 0, gen.get_state())
             if writer is not None:
