@@ -12,6 +12,7 @@ from backflip.data import (
     check_dataset,
     load,
     resize,
+    to_grey,
     to_rgb,
 )
 
@@ -35,6 +36,22 @@ def test_to_rgb():
         to_rgb(load("moons", limit=2))
 
 
+def test_to_grey_is_luminance():
+    rgb = _imgs(3, 3, 4)
+    grey = to_grey(rgb)
+    assert grey.x.shape == (3, 1, 4, 4) and grey.x.dtype == np.float32
+    want = 0.299 * rgb.x[:, 0] + 0.587 * rgb.x[:, 1] + 0.114 * rgb.x[:, 2]
+    np.testing.assert_allclose(grey.x[:, 0], want, rtol=1e-6)
+    # grey replicated to RGB comes back unchanged (the weights sum to 1)
+    g = _imgs(2, 1, 4)
+    np.testing.assert_allclose(to_grey(to_rgb(g)).x, g.x, rtol=1e-6)
+    assert to_grey(g) is g
+    with pytest.raises(BackflipValueError, match=r"to_grey needs 1 or 3 channels; 'd' has 2"):
+        to_grey(_imgs(1, 2, 4))
+    with pytest.raises(BackflipValueError, match=r"to_grey needs images \(N, C, H, W\)"):
+        to_grey(load("moons", limit=2))
+
+
 def test_resize_values():
     ds = _imgs(3, 1, 28)
     up = resize(ds, 32)
@@ -54,7 +71,9 @@ def test_check_compatible_messages():
     with pytest.raises(BackflipValueError,
                        match=r"source 'm' samples are 1x28x28 but target 't' samples are 3x28x28: "
                              r"they have different channels\. Apply backflip\.data\.to_rgb to the "
-                             r"source"):
+                             r"source \(CLI: --source-transform rgb\) so both have 3 channels, or "
+                             r"backflip\.data\.to_grey to the target \(CLI: --target-transform "
+                             r"grey\)"):
         check_compatible(_imgs(1, 1, 28, "m"), _imgs(1, 3, 28, "t"))
     with pytest.raises(BackflipValueError,
                        match=r"different image sizes\. Apply backflip\.data\.resize\(ds, 32\)"):

@@ -14,7 +14,8 @@ from backflip._errors import BackflipTypeError, BackflipValueError
 __all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args"]
 
 METHODS = ("source-only", "dann", "target-only")
-TRANSFORMS = ("none", "rgb", "resize28", "resize32", "rgb+resize32", "rgb+resize28")
+TRANSFORMS = ("none", "rgb", "grey", "resize28", "resize32", "rgb+resize32", "rgb+resize28",
+              "grey+resize28", "grey+resize32")
 
 
 @dataclass
@@ -46,7 +47,7 @@ class TrainConfig:
     gamma: float = 10.0  # steepness of the λ schedule
     val_fraction: float = 0.1  # share of source train held out for model selection
     limit: int | None = None  # keep the first N samples of each split (quick runs, tests)
-    source_transform: str = "none"  # none | rgb | resize28 | resize32 | rgb+resize32 | ...
+    source_transform: str = "none"  # none | rgb | grey | resize28 | resize32 | rgb+resize32 | grey+resize28 | ...
     target_transform: str = "none"  # as source_transform, for the target
     normalize: str = "source"  # source (per-channel mean/std of the source train set) | none
     seed: int = 0  # seeds data order, initial weights and the generated data sets

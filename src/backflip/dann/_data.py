@@ -12,10 +12,12 @@ __all__ = ["apply_transform", "load_domain"]
 
 
 def apply_transform(ds: data.ArrayDataset, transform: str) -> data.ArrayDataset:
-    """Apply ``"none"``, ``"rgb"``, ``"resizeN"`` or ``"rgb+resizeN"`` to a data set."""
+    """Apply ``"none"``, ``"rgb"``, ``"grey"``, ``"resizeN"`` or a ``+`` chain of them to a data set."""
     for step in transform.split("+"):
         if step == "rgb":
             ds = data.to_rgb(ds)
+        elif step == "grey":
+            ds = data.to_grey(ds)
         elif step.startswith("resize"):
             ds = data.resize(ds, int(step[len("resize"):]))
     return ds

@@ -23,7 +23,7 @@ from backflip.data._mnist import MNIST_SHA256, extract_archive
 from backflip.data._registry import DATASETS, SPLITS, fetch, info, load
 from backflip.data._syndigits import write_fake_mnist
 from backflip.data._toys import MOONS_ANGLE, MOONS_CENTRE, MOONS_NOISE
-from backflip.data._transforms import resize, to_rgb
+from backflip.data._transforms import resize, to_grey, to_rgb
 
 __all__ = [
     "DATASETS",
@@ -44,6 +44,7 @@ __all__ = [
     "parse_idx",
     "read_idx",
     "resize",
+    "to_grey",
     "to_rgb",
     "write_fake_mnist",
     "write_idx",

@@ -89,7 +89,7 @@ def check_compatible(source: ArrayDataset, target: ArrayDataset) -> None:
     >>> b = ArrayDataset(np.zeros((1, 3, 4, 4), np.float32), np.zeros(1, np.int64), 10, "b")
     >>> check_compatible(a, b)
     Traceback (most recent call last):
-    backflip._errors.BackflipValueError: source 'a' samples are 1x4x4 but target 'b' samples are 3x4x4: they have different channels. Apply backflip.data.to_rgb to the source (CLI: --source-transform rgb) so both have 3 channels.
+    backflip._errors.BackflipValueError: source 'a' samples are 1x4x4 but target 'b' samples are 3x4x4: they have different channels. Apply backflip.data.to_rgb to the source (CLI: --source-transform rgb) so both have 3 channels, or backflip.data.to_grey to the target (CLI: --target-transform grey) so both have 1.
     """
     sx, tx = source.x.shape[1:], target.x.shape[1:]
     if sx != tx:
@@ -97,9 +97,12 @@ def check_compatible(source: ArrayDataset, target: ArrayDataset) -> None:
                 f"{target.name!r} samples are {_shape(target)}")
         if len(sx) == 3 and len(tx) == 3 and sx[0] != tx[0]:
             fix_side = "source" if sx[0] < tx[0] else "target"
+            other = "target" if fix_side == "source" else "source"
             raise BackflipValueError(
                 f"{head}: they have different channels. Apply backflip.data.to_rgb to the "
-                f"{fix_side} (CLI: --{fix_side}-transform rgb) so both have 3 channels."
+                f"{fix_side} (CLI: --{fix_side}-transform rgb) so both have 3 channels, or "
+                f"backflip.data.to_grey to the {other} (CLI: --{other}-transform grey) so "
+                "both have 1."
             )
         if len(sx) == 3 and len(tx) == 3:
             size = max(sx[1], tx[1])

@@ -9,7 +9,10 @@ import numpy as np
 from backflip._errors import BackflipValueError
 from backflip.data._dataset import ArrayDataset
 
-__all__ = ["resize", "to_rgb"]
+__all__ = ["resize", "to_grey", "to_rgb"]
+
+#: ITU-R BT.601 luma weights of R, G, B (as in PIL's ``convert("L")``).
+LUMA = (0.299, 0.587, 0.114)
 
 
 def _images(ds: ArrayDataset, what: str) -> None:
@@ -35,6 +38,28 @@ def to_rgb(ds: ArrayDataset) -> ArrayDataset:
             f"to_rgb needs 1 or 3 channels; {ds.name!r} has {ds.x.shape[1]}."
         )
     return dataclasses.replace(ds, x=np.repeat(ds.x, 3, axis=1))
+
+
+def to_grey(ds: ArrayDataset) -> ArrayDataset:
+    """One luminance channel ``Y = 0.299 R + 0.587 G + 0.114 B``; grey data sets are returned as they are.
+
+    Removes colour, the cue that tells rendered colour digits from grey MNIST at a
+    glance, while keeping contrast and polarity (dark-on-light stays dark-on-light).
+
+    >>> x = np.ones((2, 3, 4, 4), np.float32) * np.array([1, 0, 0], np.float32)[:, None, None]
+    >>> g = to_grey(ArrayDataset(x, np.zeros(2, np.int64), 10, "c"))
+    >>> g.x.shape, round(float(g.x.max()), 3)
+    ((2, 1, 4, 4), 0.299)
+    """
+    _images(ds, "to_grey")
+    if ds.x.shape[1] == 1:
+        return ds
+    if ds.x.shape[1] != 3:
+        raise BackflipValueError(
+            f"to_grey needs 1 or 3 channels; {ds.name!r} has {ds.x.shape[1]}."
+        )
+    y = np.einsum("c,nchw->nhw", np.asarray(LUMA, np.float32), ds.x.astype(np.float32))
+    return dataclasses.replace(ds, x=np.clip(y, 0.0, 1.0)[:, None].astype(np.float32))
 
 
 def _linear_weights(n_in: int, n_out: int) -> np.ndarray:
