@@ -282,3 +282,37 @@ def test_amp_bf16_on_cpu_trains(tiny_config, moons_domains):
     res = train(tiny_config(amp=True, epochs=1), **_kw(moons_domains))
     row = res.history[0]
     assert np.isfinite(row["loss"]) and row["loss_d"] > 0
+
+
+def test_epoch_metrics_match_the_model_and_sync_rarely(tiny_config, moons_domains, monkeypatch):
+    # lr 1e-12 leaves the weights as they start, and with no validation split each epoch is
+    # one permutation of the 120 source and 120 target samples: the epoch's logged sums
+    # must equal the model's loss and accuracy over the whole sets.
+    s, t, tt = moons_domains
+    calls = {"item": 0}
+    item = torch.Tensor.item
+
+    def counting_item(self):
+        calls["item"] += 1
+        return item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    cfg = tiny_config(epochs=1, optimizer="sgd", lr=1e-12, lr_schedule="constant",
+                      val_fraction=0.0)
+    res = train(cfg, source=s, target=t, target_test=tt)
+    assert calls["item"] == 0  # metrics stay on the device between folds
+    row, model = res.history[0], res.model.eval()
+    with torch.no_grad():
+        xs, xt = torch.as_tensor(s.x), torch.as_tensor(t.x)
+        logits, dom = model(torch.cat([xs, xt]), with_domain=True)
+        ys = torch.as_tensor(s.y)
+        loss_y = torch.nn.functional.cross_entropy(logits[:120], ys).item()
+        dom_y = torch.cat([torch.zeros(120), torch.ones(120)])
+        loss_d = torch.nn.functional.binary_cross_entropy_with_logits(dom, dom_y).item()
+        train_acc = (logits[:120].argmax(1) == ys).sum().item() / 120
+        domain_acc = ((dom > 0).float() == dom_y).sum().item() / 240
+    assert row["loss_y"] == pytest.approx(loss_y, rel=1e-5)
+    assert row["loss_d"] == pytest.approx(loss_d, rel=1e-5)
+    assert row["loss"] == pytest.approx(loss_y + loss_d, rel=1e-5)
+    assert row["train_acc"] == pytest.approx(train_acc, abs=1e-9)
+    assert row["domain_acc"] == pytest.approx(domain_acc, abs=1e-9)

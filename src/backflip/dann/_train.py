@@ -157,6 +157,17 @@ def _evaluate(model: DANN, ev: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+#: The per-step sums kept on the device between folds, in the order of ``pending``.
+_SUMS = ("loss", "loss_y", "loss_d", "correct", "d_correct")
+
+
+def _fold(acc: dict[str, float], pending: torch.Tensor) -> None:
+    """Add the device-side running sums into ``acc`` (one host sync) and reset them."""
+    for key, value in zip(_SUMS, pending.tolist(), strict=True):
+        acc[key] += value
+    pending.zero_()
+
+
 def _collapsed(history: list[dict[str, Any]], row: dict[str, Any], num_classes: int) -> bool:
     # The label head fell back to chance after it had learned: the features stopped
     # separating the classes (under DANN, typically the reversed domain gradient won).
@@ -313,6 +324,7 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
             if acc is None or start_step == 0:
                 acc = {"loss": 0.0, "loss_y": 0.0, "loss_d": 0.0, "correct": 0.0,
                        "d_correct": 0.0, "n": 0.0, "t0": time.perf_counter()}
+            pending = torch.zeros(len(_SUMS), dtype=torch.float64, device=device)
             bar = tqdm(range(start_step, steps), total=steps, initial=start_step,
                        desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                        disable=not config.progress or rank != 0)
@@ -337,13 +349,13 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                         loss_y = F.cross_entropy(logits.float(), sy[i_s])
                         loss_d = F.binary_cross_entropy_with_logits(dom.float(), dom_y)
                         loss = loss_y + loss_d
-                        d_correct = ((dom > 0).float() == dom_y).float().sum().item() / 2
+                        d_correct = ((dom > 0).float() == dom_y).float().sum() / 2
                     else:
                         x, y = (sx[i_s], sy[i_s]) if config.method == "source-only" else (
                             tx[i_t], ty[i_t])
                         logits = model(x)
                         loss = loss_y = F.cross_entropy(logits.float(), y)
-                        loss_d, d_correct = torch.zeros(()), 0.0
+                        loss_d = d_correct = torch.zeros((), device=device)
                 if not torch.isfinite(loss):
                     kept = out / "checkpoint.pt" if out is not None and (
                         out / "checkpoint.pt").exists() else None
@@ -358,18 +370,19 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
-                # log: running sums for the epoch, live numbers on the bar
-                acc["loss"] += loss.item() * local
-                acc["loss_y"] += loss_y.item() * local
-                acc["loss_d"] += float(loss_d.detach()) * local
+                # log: running sums on the device (no host sync per step), folded into
+                # the epoch's sums every 10 steps, at a checkpoint and at the epoch's end
                 y_true = sy[i_s] if config.method != "target-only" else ty[i_t]
-                acc["correct"] += (logits.argmax(1) == y_true).sum().item()
-                acc["d_correct"] += d_correct
+                pending += torch.stack([loss.detach() * local, loss_y.detach() * local,
+                                        loss_d.detach() * local,
+                                        (logits.argmax(1) == y_true).sum(), d_correct]).double()
                 acc["n"] += local
                 if step % 10 == 0:
+                    _fold(acc, pending)
                     bar.set_postfix(loss=f"{acc['loss'] / acc['n']:.3f}",
                                     acc=f"{acc['correct'] / acc['n']:.3f}", lambd=f"{lambd:.3f}")
                 if stop:
+                    _fold(acc, pending)
                     path = checkpoint(epoch, step + 1, epoch_gen_state)
                     raise TrainingStopped(
                         f"stopped by signal {signal.Signals(stop[0]).name} at epoch {epoch + 1}, "
@@ -377,6 +390,7 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                         + (f" to {str(path)!r}; continue with --resume." if path else "."),
                         "signal", path)
             start_step = 0
+            _fold(acc, pending)
             # metrics: all-reduce the running sums over processes, then evaluate
             sums = torch.tensor([acc[k] for k in ("loss", "loss_y", "loss_d", "correct",
                                                   "d_correct", "n")], dtype=torch.float64)
