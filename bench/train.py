@@ -6,7 +6,8 @@
    domain head fed directly, no GRL, fixed lr/λ). Interleaved repeats, median ratio.
    Target <= 1.05x.
 2. **Epoch throughput.** Our loop (tensors in memory, batches by index, one forward of
-   the concatenated batch) vs the common textbook recipe: a torch DataLoader over
+   the concatenated batch, images and conv weights in NHWC as ``backflip.dann.train``
+   keeps them) vs the common textbook recipe: a torch DataLoader over
    per-sample PIL transforms (uint8 array -> PIL image -> float tensor, written by hand
    since torchvision is not available), separate source and target forwards, and a
    copy-based GRL (``x.clone()`` forward, ``-lambd * g`` backward). Same MNIST network
@@ -234,7 +235,12 @@ def bench_epoch(repeats: int, steps: int) -> dict:
     torch.manual_seed(0)
     models = {k: build_model("mnist", (3, 28, 28)) for k in ("ours", "textbook", "textbook_files")}
     opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
-    sx, sy, tx = torch.as_tensor(xs), torch.as_tensor(ys), torch.as_tensor(xt)
+    # ours as backflip.dann.train runs it: images and conv weights in NHWC (channels_last)
+    nhwc = torch.channels_last
+    models["ours"] = models["ours"].to(memory_format=nhwc)
+    opts["ours"] = torch.optim.SGD(models["ours"].parameters(), lr=0.01, momentum=0.9)
+    sx, sy = torch.as_tensor(xs).contiguous(memory_format=nhwc), torch.as_tensor(ys)
+    tx = torch.as_tensor(xt).contiguous(memory_format=nhwc)
     gen = torch.Generator().manual_seed(0)
     zeros = np.zeros(len(xt), np.int64)
     with tempfile.TemporaryDirectory() as tmp:

@@ -316,3 +316,35 @@ def test_epoch_metrics_match_the_model_and_sync_rarely(tiny_config, moons_domain
     assert row["loss"] == pytest.approx(loss_y + loss_d, rel=1e-5)
     assert row["train_acc"] == pytest.approx(train_acc, abs=1e-9)
     assert row["domain_acc"] == pytest.approx(domain_acc, abs=1e-9)
+
+
+@pytest.mark.parametrize("arch", ["mnist", "mnist-bn"])
+def test_channels_last_is_the_same_training(tmp_path, fake_mnist_root, arch):
+    # NHWC is a memory order, not a model change: both runs see the same batches and end
+    # at the same weights up to float rounding; the checkpoint loads into a plain model.
+    kw = dict(source="mnist", target="mnistm", source_transform="rgb", arch=arch, epochs=1,
+              batch_size=16, limit=64, progress=False, threads=1, eval_limit=64,
+              val_fraction=0.0, data_root=str(fake_mnist_root))
+    nhwc = train(TrainConfig(**kw, out=str(tmp_path / "nhwc")))
+    nchw = train(TrainConfig(**kw, channels_last=False))
+    conv = nhwc.model.features[1].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert nchw.model.features[1].weight.is_contiguous()
+    a, b = nhwc.model.state_dict(), nchw.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    model, _ = load_model(tmp_path / "nhwc" / "checkpoint.pt")
+    x = torch.as_tensor(load_domain(TrainConfig(**kw), "target").x[:8])
+    torch.testing.assert_close(model.eval()(x), nhwc.model.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_no_channels_last_flag():
+    import argparse
+
+    from backflip.dann import config_from_args
+    from backflip.dann._config import add_config_arguments
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    assert config_from_args(parser.parse_args([])).channels_last is True
+    assert config_from_args(parser.parse_args(["--no-channels-last"])).channels_last is False

@@ -55,6 +55,7 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | mps
     amp: bool = False  # autocast: bf16 on CPU, fp16 + GradScaler on CUDA
     compile: bool = False  # torch.compile the model
+    channels_last: bool = True  # images and conv weights in NHWC memory order (same maths, faster conv/pool)
     out: str | None = None  # run folder: config.json, metrics.jsonl, checkpoint.pt
     resume: bool = False  # continue from out/checkpoint.pt (exactly, same seed and config)
     checkpoint_every: int = 1  # write out/checkpoint.pt every N epochs (and on SIGINT/SIGTERM)

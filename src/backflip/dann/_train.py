@@ -244,7 +244,11 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
         raw.features[0].fit(source.x)  # source statistics only: no target information
     domains = _domains(config.method)
     bn_domain(raw, domains[1])  # DomainBatchNorm: single-domain batches use these statistics
-    raw = raw.to(device)
+    # NHWC ("channels_last") for image data: the same maths, and on this 2-core CPU a
+    # 1.2x faster step of the MNIST net (max pooling alone 3x faster; docs/results.md)
+    fmt = torch.channels_last if config.channels_last and len(shape) == 3 else \
+        torch.contiguous_format
+    raw = raw.to(device, memory_format=fmt)
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(raw.parameters(), lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)
@@ -260,7 +264,10 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
         model = DistributedDataParallel(raw, find_unused_parameters=config.method != "dann")
     if config.compile:
         model = torch.compile(model)
-    tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        t = torch.as_tensor(a, device=device)
+        return t.contiguous(memory_format=fmt) if t.dim() == 4 else t
+
     sx, sy, tx, ty = tensor(source.x), tensor(source.y), tensor(target.x), tensor(target.y)
     lim = config.eval_limit
     ev = {"target_test_x": tensor(target_test.x[:lim]), "target_test_y": target_test.y[:lim],
