@@ -130,6 +130,19 @@ def test_moons_rotation_angle():
     assert not np.array_equal(load("moons", "train", seed=1).x, src.x)
 
 
+def test_moons_are_half_turn_symmetric_with_classes_swapped():
+    # Why marginal alignment is ambiguous on the moons (README, docs/results.md): a
+    # half-turn about MOONS_CENTRE maps each noise-free moon onto the other one.
+    from scipy.spatial import cKDTree
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(400, noise=0.0, random_state=0)
+    turned = 2 * np.asarray(MOONS_CENTRE) - x
+    dist, nearest = cKDTree(x).query(turned)
+    assert dist.max() < 1e-9
+    assert np.all(y[nearest] != y)
+
+
 def test_datasets_constant():
     assert DATASETS == ("moons", "moons-rotated", "mnist", "mnistm", "syndigits", "composite-zero")
 
