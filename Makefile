@@ -31,10 +31,13 @@ test: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests bench examples tools
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+# bench/train.py compares with skada on MNIST -> MNIST-M: fetch MNIST first, as the demo does.
 bench: $(VENV)/.test-installed
+	$(PY) -m backflip data fetch mnist
 	$(PY) bench/run_all.py
 
 bench-quick: $(VENV)/.test-installed
+	$(PY) -m backflip data fetch mnist
 	$(PY) bench/run_all.py --quick
 
 # Copy the conformance table of the last `make test` into README.md.
