@@ -212,8 +212,13 @@ def test_unknown_method_and_key():
         TrainConfig(method="gan")
     with pytest.raises(BackflipValueError, match=r"unknown TrainConfig key\(s\) \['lrr'\]"):
         TrainConfig.from_dict({"lrr": 0.1})
-    with pytest.raises(BackflipValueError, match="unknown source_transform 'gray'"):
+    with pytest.raises(BackflipValueError,
+                       match=r"unknown source_transform 'gray': step 'gray' .* spelled 'grey'"):
         TrainConfig(source_transform="gray")
+    with pytest.raises(BackflipValueError, match=r"target_transform 'rgb\+resize0': step "
+                                                 r"'resize0' is not one of rgb, grey, resizeN"):
+        TrainConfig(target_transform="rgb+resize0")
+    assert TrainConfig(source_transform="grey+resize64").source_transform == "grey+resize64"
     with pytest.raises(BackflipValueError, match="resume needs the run folder"):
         TrainConfig(resume=True)
 

@@ -14,8 +14,24 @@ from backflip._errors import BackflipTypeError, BackflipValueError
 __all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args"]
 
 METHODS = ("source-only", "dann", "target-only")
-TRANSFORMS = ("none", "rgb", "grey", "resize28", "resize32", "rgb+resize32", "rgb+resize28",
-              "grey+resize28", "grey+resize32")
+#: Steps of a transform, chained with "+" (e.g. "grey+resize28"); "none" is no step.
+TRANSFORM_STEPS = ("rgb", "grey", "resizeN")
+
+
+def _check_transform(side: str, value: str) -> None:
+    if value == "none":
+        return
+    for step in value.split("+"):
+        size = step[len("resize"):]
+        if step in ("rgb", "grey") or (step.startswith("resize") and size.isdigit()
+                                       and int(size) > 0):
+            continue
+        hint = " (it is spelled 'grey')" if step == "gray" else ""
+        raise BackflipValueError(
+            f"unknown {side} {value!r}: step {step!r} is not one of rgb, grey, resizeN "
+            f"(N a positive size){hint}. Chain steps with '+', e.g. 'grey+resize28', or "
+            "use 'none'."
+        )
 
 
 @dataclass
@@ -47,7 +63,7 @@ class TrainConfig:
     gamma: float = 10.0  # steepness of the λ schedule
     val_fraction: float = 0.1  # share of source train held out for model selection
     limit: int | None = None  # keep the first N samples of each split (quick runs, tests)
-    source_transform: str = "none"  # none | rgb | grey | resize28 | resize32 | rgb+resize32 | grey+resize28 | ...
+    source_transform: str = "none"  # none, or steps rgb | grey | resizeN chained with + (e.g. grey+resize28)
     target_transform: str = "none"  # as source_transform, for the target
     normalize: str = "source"  # source (per-channel mean/std of the source train set) | none
     seed: int = 0  # seeds data order, initial weights and the generated data sets
@@ -72,11 +88,7 @@ class TrainConfig:
                 f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}."
             )
         for side in ("source_transform", "target_transform"):
-            if getattr(self, side) not in TRANSFORMS:
-                raise BackflipValueError(
-                    f"unknown {side} {getattr(self, side)!r}; choose one of "
-                    f"{', '.join(TRANSFORMS)}."
-                )
+            _check_transform(side, getattr(self, side))
         for name, choices in (("optimizer", ("sgd", "adam")), ("lr_schedule", ("dann", "constant")),
                               ("normalize", ("source", "none"))):
             if getattr(self, name) not in choices:

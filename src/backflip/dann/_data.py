@@ -6,13 +6,23 @@ import numpy as np
 
 from backflip import data
 from backflip._errors import BackflipValueError
-from backflip.dann._config import TrainConfig
+from backflip.dann._config import TrainConfig, _check_transform
 
 __all__ = ["apply_transform", "load_domain"]
 
 
 def apply_transform(ds: data.ArrayDataset, transform: str) -> data.ArrayDataset:
-    """Apply ``"none"``, ``"rgb"``, ``"grey"``, ``"resizeN"`` or a ``+`` chain of them to a data set."""
+    """Apply ``"none"``, ``"rgb"``, ``"grey"``, ``"resizeN"`` or a ``+`` chain of them to a data set.
+
+    An unknown step raises (never a silent no-op):
+
+    >>> apply_transform(data.load("moons", limit=2), "gray")
+    Traceback (most recent call last):
+    backflip._errors.BackflipValueError: unknown transform 'gray': step 'gray' is not one of rgb, grey, resizeN (N a positive size) (it is spelled 'grey'). Chain steps with '+', e.g. 'grey+resize28', or use 'none'.
+    """
+    _check_transform("transform", transform)
+    if transform == "none":
+        return ds
     for step in transform.split("+"):
         if step == "rgb":
             ds = data.to_rgb(ds)
