@@ -23,6 +23,15 @@ def _images(ds: ArrayDataset, what: str) -> None:
         )
 
 
+def _grey_or_rgb(ds: ArrayDataset, what: str) -> int:
+    """The channel count of an image data set, which must be 1 or 3."""
+    _images(ds, what)
+    channels = ds.x.shape[1]
+    if channels not in (1, 3):
+        raise BackflipValueError(f"{what} needs 1 or 3 channels; {ds.name!r} has {channels}.")
+    return channels
+
+
 def to_rgb(ds: ArrayDataset) -> ArrayDataset:
     """Repeat a single grey channel three times; RGB data sets are returned as they are.
 
@@ -30,13 +39,8 @@ def to_rgb(ds: ArrayDataset) -> ArrayDataset:
     >>> to_rgb(ds).x.shape
     (2, 3, 4, 4)
     """
-    _images(ds, "to_rgb")
-    if ds.x.shape[1] == 3:
+    if _grey_or_rgb(ds, "to_rgb") == 3:
         return ds
-    if ds.x.shape[1] != 1:
-        raise BackflipValueError(
-            f"to_rgb needs 1 or 3 channels; {ds.name!r} has {ds.x.shape[1]}."
-        )
     return dataclasses.replace(ds, x=np.repeat(ds.x, 3, axis=1))
 
 
@@ -51,13 +55,8 @@ def to_grey(ds: ArrayDataset) -> ArrayDataset:
     >>> g.x.shape, round(float(g.x.max()), 3)
     ((2, 1, 4, 4), 0.299)
     """
-    _images(ds, "to_grey")
-    if ds.x.shape[1] == 1:
+    if _grey_or_rgb(ds, "to_grey") == 1:
         return ds
-    if ds.x.shape[1] != 3:
-        raise BackflipValueError(
-            f"to_grey needs 1 or 3 channels; {ds.name!r} has {ds.x.shape[1]}."
-        )
     y = np.einsum("c,nchw->nhw", np.asarray(LUMA, np.float32), ds.x.astype(np.float32))
     return dataclasses.replace(ds, x=np.clip(y, 0.0, 1.0)[:, None].astype(np.float32))
 
