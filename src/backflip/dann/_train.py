@@ -329,8 +329,7 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
             epoch_gen_state = gen.get_state()
             idx_s, idx_t = _batches(len(source), steps, bs, gen), _batches(len(target), steps, bs, gen)
             if acc is None or start_step == 0:
-                acc = {"loss": 0.0, "loss_y": 0.0, "loss_d": 0.0, "correct": 0.0,
-                       "d_correct": 0.0, "n": 0.0, "t0": time.perf_counter()}
+                acc = {**dict.fromkeys((*_SUMS, "n"), 0.0), "t0": time.perf_counter()}
             pending = torch.zeros(len(_SUMS), dtype=torch.float64, device=device)
             bar = tqdm(range(start_step, steps), total=steps, initial=start_step,
                        desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
@@ -399,8 +398,7 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
             start_step = 0
             _fold(acc, pending)
             # metrics: all-reduce the running sums over processes, then evaluate
-            sums = torch.tensor([acc[k] for k in ("loss", "loss_y", "loss_d", "correct",
-                                                  "d_correct", "n")], dtype=torch.float64)
+            sums = torch.tensor([acc[k] for k in (*_SUMS, "n")], dtype=torch.float64)
             if world > 1:
                 import torch.distributed as dist
 
