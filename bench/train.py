@@ -234,11 +234,10 @@ def bench_epoch(repeats: int, steps: int) -> dict:
     xs, ys, xt = _data(steps * BATCH)
     torch.manual_seed(0)
     models = {k: build_model("mnist", (3, 28, 28)) for k in ("ours", "textbook", "textbook_files")}
-    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
     # ours as backflip.dann.train runs it: images and conv weights in NHWC (channels_last)
     nhwc = torch.channels_last
     models["ours"] = models["ours"].to(memory_format=nhwc)
-    opts["ours"] = torch.optim.SGD(models["ours"].parameters(), lr=0.01, momentum=0.9)
+    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
     sx, sy = torch.as_tensor(xs).contiguous(memory_format=nhwc), torch.as_tensor(ys)
     tx = torch.as_tensor(xt).contiguous(memory_format=nhwc)
     gen = torch.Generator().manual_seed(0)
