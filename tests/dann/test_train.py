@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -65,6 +66,7 @@ def test_resume_after_signal_is_exact(tmp_path, tiny_config, moons_domains, monk
     with pytest.raises(TrainingStopped, match=r"stopped by signal SIGTERM .*--resume") as info:
         train(tiny_config(out=str(part)), source=s, target=t, target_test=tt)
     assert info.value.reason == "signal"
+    assert [r["epoch"] for r in info.value.history] == [1]
     state = load_checkpoint(part / "checkpoint.pt")
     assert (state["epoch"], state["step"]) == (1, 1)  # 6 steps per epoch; stopped after step 7
     monkeypatch.setattr(train_mod, "dann_lambda", real)
@@ -144,6 +146,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_config, mo
         train(tiny_config(out=str(tmp_path), optimizer="sgd"), source=s, target=t,
               target_test=tt)
     assert info.value.reason == "nan"
+    assert [r["epoch"] for r in info.value.history] == [1]  # epoch 1 finished, 2 did not
+    assert info.value.history == [json.loads(line) for line in
+                                  (tmp_path / "metrics.jsonl").read_text().splitlines()]
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())

@@ -37,7 +37,8 @@ class TrainingStopped(BackflipError, RuntimeError):
 
     ``reason`` is ``"nan"`` (non-finite loss), ``"collapse"`` (the label head fell back
     to chance after it had learned) or ``"signal"`` (SIGINT/SIGTERM). ``history`` holds
-    the per-epoch metrics rows up to the stop (for a collapse, the collapsed epoch last).
+    the per-epoch metrics rows of the epochs completed before the stop (for a collapse, the
+    collapsed epoch last; a NaN or a signal mid-epoch adds no row for the unfinished epoch).
     """
 
     def __init__(self, message: str, reason: str, checkpoint: Path | None = None,
@@ -370,7 +371,7 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                         f"(lr {lr:.3g}, λ {lambd:.3g}); training stopped. "
                         + (f"The last good checkpoint is kept at {str(kept)!r}. " if kept else "")
                         + "Lower --lr, turn off --amp, or check the inputs for NaN/inf.",
-                        "nan", kept)
+                        "nan", kept, history)
                 # backward and step
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -394,7 +395,7 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                         f"stopped by signal {signal.Signals(stop[0]).name} at epoch {epoch + 1}, "
                         f"step {step + 1}; checkpoint saved"
                         + (f" to {str(path)!r}; continue with --resume." if path else "."),
-                        "signal", path)
+                        "signal", path, history)
             start_step = 0
             _fold(acc, pending)
             # metrics: all-reduce the running sums over processes, then evaluate
