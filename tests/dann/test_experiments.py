@@ -73,6 +73,36 @@ def test_a_collapsed_seed_is_counted_and_listed(tmp_path, monkeypatch, capsys):
     assert "(1 run(s) collapsed, counted)" in ex.table(res)
 
 
+def test_a_nan_stop_keeps_the_summary_of_the_finished_runs(tmp_path, monkeypatch, capsys):
+    import backflip.dann._train as train_mod
+
+    full, _ = ex.EXPERIMENTS["moons"]
+    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
+                        (full, {"epochs": 2, "limit": 100, "batch_size": 20, "eval_limit": 60}))
+    real_build, builds = train_mod.build_model, []
+
+    def build(*args, **kwargs):  # the third run (dann seed 0) outputs NaN in epoch 2
+        model = real_build(*args, **kwargs)
+        builds.append(model)
+        if len(builds) == 3:
+            model.classifier.register_forward_hook(
+                lambda mod, inp, out: out * float("nan") if model.grl.lambd > 0.98 else out)
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", build)
+    assert main(["run", "moons", "--quick", "--seeds", "2", "--methods", "source-only,dann",
+                 "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "dann seed 0: the loss became nan at epoch 2" in err
+    assert f"finished before it are summarised in '{tmp_path / 'results.json'}'" in err
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["stopped"] == {"method": "dann", "seed": 0, "reason": "nan"}
+    assert list(res["methods"]) == ["source-only"]  # dann had no finished seed
+    assert len(res["methods"]["source-only"]["target_accuracy"]["runs"]) == 2
+    assert "**Stopped early** (nan) at dann seed 0" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "curves-source-only.png").read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize("methods", ["dann,gan", ","])
 def test_methods_option_rejects_unknown(methods, capsys, tmp_path):
     assert main(["run", "moons", "--methods", methods, "--out", str(tmp_path)]) == 2

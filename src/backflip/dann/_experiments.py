@@ -87,7 +87,17 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
                 res = train(cfg)
             except TrainingStopped as stop:
                 if stop.reason != "collapse":
-                    raise
+                    # NaN or a signal: summarise the runs that finished, then stop too
+                    if accs:
+                        results["methods"][method] = _summary(name, method, quick, accs,
+                                                              picks, secs, collapsed)
+                    results["stopped"] = {"method": method, "seed": seed,
+                                          "reason": stop.reason}
+                    _write(results, kept, out, plots)
+                    raise TrainingStopped(
+                        f"{method} seed {seed}: {stop} The runs that finished before it are "
+                        f"summarised in {str(out / 'results.json')!r}.",
+                        stop.reason, stop.checkpoint, stop.history) from stop
                 # A collapsed run counts, at the accuracy it collapsed to: dropping it
                 # would flatter the mean. results.json lists the seed.
                 print(f"backflip: {method} seed {seed}: {stop}", file=sys.stderr)
@@ -99,20 +109,33 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
             accs.append(res.target_accuracy)
             picks.append(res.selection)
             kept.setdefault(method, res)
-        results["methods"][method] = {
-            "target_accuracy": _stats(accs),
-            "collapsed_seeds": collapsed,
-            "selected_target_accuracy": {
-                c: _stats([p[c]["target_acc"] for p in picks if c in p])
-                for c in (picks[0] if picks else {})},
-            "seconds": _stats(secs),
-            "config": dataclasses.asdict(experiment_config(name, method, quick=quick)),
-        }
+        results["methods"][method] = _summary(name, method, quick, accs, picks, secs, collapsed)
+    _write(results, kept, out, plots)
+    return results
+
+
+def _summary(name: str, method: str, quick: bool, accs: list[float],
+             picks: list[dict[str, Any]], secs: list[float], collapsed: list[int]
+             ) -> dict[str, Any]:
+    # One method's entry of results.json: final-epoch accuracy, selections, time, config.
+    return {
+        "target_accuracy": _stats(accs),
+        "collapsed_seeds": collapsed,
+        "selected_target_accuracy": {
+            c: _stats([p[c]["target_acc"] for p in picks if c in p])
+            for c in (picks[0] if picks else {})},
+        "seconds": _stats(secs),
+        "config": dataclasses.asdict(experiment_config(name, method, quick=quick)),
+    }
+
+
+def _write(results: dict[str, Any], kept: dict[str, TrainResult], out: Path,
+           plots: bool) -> None:
+    # results.json, the plots of the first finished run of each method, report.md.
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    figures = _plots(name, kept, out) if plots and kept else []
+    figures = _plots(results["experiment"], kept, out) if plots and kept else []
     (out / "report.md").write_text(report(results, figures))
-    return results
 
 
 def table(results: dict[str, Any]) -> str:
@@ -131,8 +154,11 @@ def table(results: dict[str, Any]) -> str:
 
 def report(results: dict[str, Any], figures: list[str]) -> str:
     """report.md: the table, what each selection criterion would pick, the figures."""
+    stopped = results.get("stopped")
     text = [f"# backflip run {results['experiment']}" + (" --quick" if results["quick"] else ""),
-            "", table(results),
+            "", *([f"**Stopped early** ({stopped['reason']}) at {stopped['method']} seed "
+                   f"{stopped['seed']}: the tables hold only the runs that finished.", ""]
+                  if stopped else []), table(results),
             "Model selection without target labels (target accuracy of the epoch each "
             "criterion picks; the headline above is the final epoch):", "",
             "| method | " + " | ".join(("source_val_acc", "dev_risk", "target_entropy", "snd"))
