@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_run(args: argparse.Namespace) -> int:
     """Run the experiment and print its table."""
     from backflip._errors import BackflipValueError
+    from backflip.cli.train import report_stop
+    from backflip.dann import TrainingStopped
     from backflip.dann._config import METHODS
     from backflip.dann._experiments import run_experiment, table
 
@@ -42,8 +44,11 @@ def run_run(args: argparse.Namespace) -> int:
             f"among {', '.join(METHODS)}, comma-separated (e.g. --methods source-only,dann)."
         )
     out = args.out or f"runs/{args.experiment}"
-    results = run_experiment(args.experiment, quick=args.quick, seeds=args.seeds, out=out,
-                             device=args.device, progress=args.progress, methods=methods)
+    try:
+        results = run_experiment(args.experiment, quick=args.quick, seeds=args.seeds, out=out,
+                                 device=args.device, progress=args.progress, methods=methods)
+    except TrainingStopped as stop:  # NaN or signal: the finished runs are summarised
+        return report_stop(stop)
     if args.experiment == "composite-zero":
         print((Path(out) / "report.md").read_text(), end="")
     else:

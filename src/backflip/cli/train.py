@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backflip.dann import TrainingStopped
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
 
 
+def report_stop(stop: TrainingStopped) -> int:
+    """Print a TrainingStopped's message; the exit code: 130 for a signal, else 1."""
+    import sys
+
+    print(f"backflip: {stop}", file=sys.stderr)
+    return 130 if stop.reason == "signal" else 1
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Run it; prints the final target accuracy and what each selection criterion picks."""
     from backflip.dann import TrainingStopped, config_from_args, train
@@ -27,10 +39,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         result = train(config)
     except TrainingStopped as stop:
-        import sys
-
-        print(f"backflip: {stop}", file=sys.stderr)
-        return 130 if stop.reason == "signal" else 1
+        return report_stop(stop)
     import os
 
     if os.environ.get("RANK", "0") == "0":
