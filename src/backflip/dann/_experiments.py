@@ -64,7 +64,10 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
     """Train every method for ``seeds`` seeds; write results.json, report.md and plots.
 
     Returns the results dict: ``{"experiment": name, "methods": {method:
-    {"target_accuracy": {"mean", "std", "runs"}, ...}}, ...}``.
+    {"target_accuracy": {"mean", "std", "runs"}, ...}}, ...}``. A collapsed seed is
+    counted at the accuracy it fell to; a NaN or signal stop writes the files for the
+    runs that finished (with ``"stopped": {"method", "seed", "reason"}``), then raises
+    :class:`TrainingStopped`.
     """
     if seeds < 1:
         raise BackflipValueError(f"--seeds must be >= 1; got {seeds}.")
