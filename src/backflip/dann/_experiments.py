@@ -28,7 +28,7 @@ EXPERIMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
                       "arch": "mnist-bn", "epochs": 3, "batch_size": 64, "threads": 1},
                      {"epochs": 3, "limit": 20000, "eval_limit": 1000}),
     # The MNIST net with per-domain batch norm on SynDigits shrunk to 28x28: the paper's
-    # 32x32 net learned nothing in the steps a 2-core CPU affords (0.06-0.11 on MNIST).
+    # 32x32 net learned nothing in the steps a 2-core CPU affords (0.06-0.12 on MNIST).
     "syndigits-mnist": ({"source": "syndigits", "target": "mnist",
                          "source_transform": "resize28", "target_transform": "rgb",
                          "arch": "mnist-bn", "epochs": 3, "batch_size": 64, "threads": 1},
