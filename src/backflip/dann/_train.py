@@ -169,6 +169,14 @@ def _fold(acc: dict[str, float], pending: torch.Tensor) -> None:
     pending.zero_()
 
 
+def _last_good(out: Path | None) -> tuple[Path | None, str]:
+    """The checkpoint a stopped run keeps (None if it has none) and the sentence saying so."""
+    path = None if out is None else out / "checkpoint.pt"
+    if path is None or not path.exists():
+        return None, ""
+    return path, f"The last good checkpoint is kept at {str(path)!r}. "
+
+
 def _collapsed(history: list[dict[str, Any]], row: dict[str, Any], num_classes: int) -> bool:
     # The label head fell back to chance after it had learned: the features stopped
     # separating the classes (under DANN, typically the reversed domain gradient won).
@@ -364,12 +372,11 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                         loss = loss_y = F.cross_entropy(logits.float(), y)
                         loss_d = d_correct = torch.zeros((), device=device)
                 if not torch.isfinite(loss):
-                    kept = out / "checkpoint.pt" if out is not None and (
-                        out / "checkpoint.pt").exists() else None
+                    kept, kept_text = _last_good(out)
                     raise TrainingStopped(
                         f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
                         f"(lr {lr:.3g}, λ {lambd:.3g}); training stopped. "
-                        + (f"The last good checkpoint is kept at {str(kept)!r}. " if kept else "")
+                        + kept_text
                         + "Lower --lr, turn off --amp, or check the inputs for NaN/inf.",
                         "nan", kept, history)
                 # backward and step
@@ -418,14 +425,13 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
                 os.replace(tmp, out / "metrics.jsonl")
             if collapsed:
-                kept = out / "checkpoint.pt" if out is not None and (
-                    out / "checkpoint.pt").exists() else None
+                kept, kept_text = _last_good(out)
                 raise TrainingStopped(
                     f"training collapsed in epoch {epoch + 1}: the label head's training "
                     f"accuracy fell to {row['train_acc']:.3f} (chance {1 / source.num_classes:.3f})"
                     f" after reaching {max(r['train_acc'] for r in history[:-1]):.3f}, so the "
                     f"features no longer separate the classes (λ {lambd:.3g}, lr {lr:.3g}). "
-                    + (f"The last good checkpoint is kept at {str(kept)!r}. " if kept else "")
+                    + kept_text
                     + "Lower --lr or --lambd-max, lower --gamma (a slower λ ramp), or "
                     "use --arch mnist-bn.", "collapse", kept, history)
             if out is not None and rank == 0:
