@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,14 @@ def test_resume_after_signal_is_exact(tmp_path, tiny_config, moons_domains, monk
     state = load_checkpoint(part / "checkpoint.pt")
     assert (state["epoch"], state["step"]) == (1, 1)  # 6 steps per epoch; stopped after step 7
     monkeypatch.setattr(train_mod, "dann_lambda", real)
-    train(tiny_config(out=str(part), resume=True), source=s, target=t, target_test=tt)
+    # the checkpoint keeps the epoch's elapsed time, not a start on this process's clock:
+    # resume as if on another machine, whose perf_counter is a day ahead
+    assert "t0" not in state["acc"] and 0 <= state["acc"]["elapsed"] < 60
+    clock = time.perf_counter
+    monkeypatch.setattr(train_mod, "time", types.SimpleNamespace(
+        perf_counter=lambda: clock() + 86400.0))
+    res = train(tiny_config(out=str(part), resume=True), source=s, target=t, target_test=tt)
+    assert state["acc"]["elapsed"] <= res.history[1]["seconds"] < 60
     a, b = _weights(full / "checkpoint.pt"), _weights(part / "checkpoint.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)

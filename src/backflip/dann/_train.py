@@ -309,6 +309,8 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
         torch.set_rng_state(state["torch_rng"])
         start_epoch, start_step = int(state["epoch"]), int(state["step"])
         history, acc = list(state["history"]), dict(state["acc"])
+        if "elapsed" in acc:  # the epoch's time so far, re-based on this process's clock
+            acc["t0"] = time.perf_counter() - acc.pop("elapsed")
     if out is not None and rank == 0:
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     writer = SummaryWriter(str(out / "tb")) if config.tensorboard and rank == 0 else None
@@ -321,7 +323,11 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
             "num_classes": source.num_classes, "model": raw.state_dict(),
             "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
             "epoch": epoch, "step": step, "epoch_gen_state": epoch_gen_state,
-            "torch_rng": torch.get_rng_state(), "history": history, "acc": acc or {},
+            "torch_rng": torch.get_rng_state(), "history": history,
+            # the epoch's elapsed seconds, not its perf_counter start: another process's
+            # (or machine's) clock means nothing after a resume
+            "acc": {**{k: v for k, v in acc.items() if k != "t0"},
+                    "elapsed": time.perf_counter() - acc["t0"]} if acc else {},
         }, out / "checkpoint.pt")
 
     # -- signals: SIGINT/SIGTERM finish the current step, save, and stop
