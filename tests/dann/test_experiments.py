@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -101,6 +102,61 @@ def test_a_nan_stop_keeps_the_summary_of_the_finished_runs(tmp_path, monkeypatch
     assert len(res["methods"]["source-only"]["target_accuracy"]["runs"]) == 2
     assert "**Stopped early** (nan) at dann seed 0" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "curves-source-only.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_continues_an_interrupted_sweep_exactly(tmp_path, monkeypatch, capsys):
+    import signal
+
+    import backflip.dann._train as train_mod
+
+    full, _ = ex.EXPERIMENTS["moons"]
+    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
+                        (full, {"epochs": 2, "limit": 100, "batch_size": 20, "eval_limit": 60}))
+    real, calls, kill_at = train_mod.dann_lambda, [], []
+
+    def counted(p, *a):  # one call per training step; SIGTERM ourselves at step kill_at
+        calls.append(p)
+        if kill_at and len(calls) == kill_at[0]:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(p, *a)
+
+    monkeypatch.setattr(train_mod, "dann_lambda", counted)
+    args = ["run", "moons", "--quick", "--seeds", "2", "--methods", "source-only,dann",
+            "--no-progress", "--out"]
+    assert main([*args, str(tmp_path / "whole")]) == 0
+    per_run = len(calls) // 4
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+
+    # stop in the middle of dann seed 0's second epoch (the third run): the step the
+    # signal arrives in is finished and saved, so `into` steps of it are done
+    into = per_run // 2 + 2
+    calls.clear()
+    kill_at.append(2 * per_run + into)
+    part = tmp_path / "part"
+    assert main([*args, str(part)]) == 130
+    err = capsys.readouterr().err
+    assert "dann seed 0: stopped by signal SIGTERM" in err and "with --resume to continue" in err
+    assert json.loads((part / "results.json").read_text())["stopped"]["seed"] == 0
+    done = {p: p.stat().st_mtime_ns for p in (part / "runs").glob("source-only-*/checkpoint.pt")}
+    assert len(done) == 2
+
+    calls.clear(), kill_at.clear()
+    assert main([*args, str(part), "--resume"]) == 0
+    # finished runs read back (no step, checkpoints untouched), dann seed 0 continued
+    # from its last step, dann seed 1 trained whole
+    assert len(calls) == (per_run - into) + per_run
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())
+    again = json.loads((part / "results.json").read_text())
+    assert "stopped" not in again
+    for method in ("source-only", "dann"):
+        for key in ("target_accuracy", "selected_target_accuracy"):
+            a, b = whole["methods"][method][key], again["methods"][method][key]
+            assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), (method, key)
+
+
+def test_resume_of_composite_zero_is_refused(capsys, tmp_path):
+    assert main(["run", "composite-zero", "--resume", "--out", str(tmp_path)]) == 2
+    assert "composite-zero keeps no checkpoints" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("methods", ["dann,gan", ","])

@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", default="source-only,dann,target-only",
                    help="comma-separated methods to run (default source-only,dann,target-only; "
                    "composite-zero always runs its two settings)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted sweep in the same --out: finished runs are "
+                   "read back from their checkpoints, the interrupted one continues exactly, "
+                   "the rest start (same options as the first call)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")
     p.set_defaults(func=run_run)
@@ -46,7 +50,8 @@ def run_run(args: argparse.Namespace) -> int:
     out = args.out or f"runs/{args.experiment}"
     try:
         results = run_experiment(args.experiment, quick=args.quick, seeds=args.seeds, out=out,
-                                 device=args.device, progress=args.progress, methods=methods)
+                                 device=args.device, progress=args.progress, methods=methods,
+                                 resume=args.resume)
     except TrainingStopped as stop:  # NaN or signal: the finished runs are summarised
         return report_stop(stop)
     if args.experiment == "composite-zero":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,7 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str | Path = "runs",
                    device: str = "cpu", progress: bool = True, plots: bool = True,
-                   methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
+                   methods: tuple[str, ...] = METHODS, resume: bool = False) -> dict[str, Any]:
     """Train every method for ``seeds`` seeds; write results.json, report.md and plots.
 
     Returns the results dict: ``{"experiment": name, "methods": {method:
@@ -68,9 +67,21 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
     counted at the accuracy it fell to; a NaN or signal stop writes the files for the
     runs that finished (with ``"stopped": {"method", "seed", "reason"}``), then raises
     :class:`TrainingStopped`.
+
+    ``resume=True`` continues such a sweep in the same ``out``: each run resumes from its
+    checkpoint (``out/runs/METHOD-seedS/checkpoint.pt``), so a finished run is read back
+    without training, the interrupted one continues exactly where it stopped and the
+    runs not begun start afresh; the results equal those of an uninterrupted sweep.
+    ``seconds`` per run is its training time (the sum of its epochs' seconds), so a run
+    read back keeps the time it took.
     """
     if seeds < 1:
         raise BackflipValueError(f"--seeds must be >= 1; got {seeds}.")
+    if name == "composite-zero" and resume:
+        raise BackflipValueError(
+            "composite-zero keeps no checkpoints, so --resume cannot continue it; run it "
+            "again without --resume (the quick setting takes about a minute)."
+        )
     if name == "composite-zero":
         from backflip.dann._composite import run_composite_zero
 
@@ -84,8 +95,7 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
         for seed in range(seeds):
             cfg = experiment_config(name, method, quick=quick, seed=seed, device=device,
                                     out=str(out / "runs" / f"{method}-seed{seed}"),
-                                    progress=progress)
-            t0 = time.perf_counter()
+                                    progress=progress, resume=resume)
             try:
                 res = train(cfg)
             except TrainingStopped as stop:
@@ -97,18 +107,20 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
                     results["stopped"] = {"method": method, "seed": seed,
                                           "reason": stop.reason}
                     _write(results, kept, out, plots)
+                    again = (" Run the same command with --resume to continue the sweep "
+                             "from there." if stop.reason == "signal" else "")
                     raise TrainingStopped(
                         f"{method} seed {seed}: {stop} The runs that finished before it are "
-                        f"summarised in {str(out / 'results.json')!r}.",
+                        f"summarised in {str(out / 'results.json')!r}.{again}",
                         stop.reason, stop.checkpoint, stop.history) from stop
                 # A collapsed run counts, at the accuracy it collapsed to: dropping it
                 # would flatter the mean. results.json lists the seed.
                 print(f"backflip: {method} seed {seed}: {stop}", file=sys.stderr)
-                secs.append(time.perf_counter() - t0)
+                secs.append(sum(r["seconds"] for r in stop.history))
                 accs.append(float(stop.history[-1]["target_acc"]))
                 collapsed.append(seed)
                 continue
-            secs.append(time.perf_counter() - t0)
+            secs.append(sum(r["seconds"] for r in res.history))
             accs.append(res.target_accuracy)
             picks.append(res.selection)
             kept.setdefault(method, res)
@@ -143,7 +155,7 @@ def _write(results: dict[str, Any], kept: dict[str, TrainResult], out: Path,
 
 def table(results: dict[str, Any]) -> str:
     """Markdown table of target accuracy (mean +- std over seeds) per method."""
-    lines = ["| method | target accuracy (final epoch) | seeds | seconds per run |",
+    lines = ["| method | target accuracy (final epoch) | seeds | training seconds per run |",
              "|---|---|---|---|"]
     for method, r in results["methods"].items():
         a, s = r["target_accuracy"], r["seconds"]
