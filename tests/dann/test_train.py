@@ -366,3 +366,27 @@ def test_no_channels_last_flag():
     add_config_arguments(parser)
     assert config_from_args(parser.parse_args([])).channels_last is True
     assert config_from_args(parser.parse_args(["--no-channels-last"])).channels_last is False
+
+
+def test_target_entropy_adds_the_mean_entropy_of_the_target_predictions(tiny_config,
+                                                                       moons_domains):
+    s, t, tt = moons_domains
+    plain = train(tiny_config(), source=s, target=t, target_test=tt)
+    ent = train(tiny_config(target_entropy=0.5), source=s, target=t, target_test=tt)
+    for row in plain.history:
+        assert row["loss"] == pytest.approx(row["loss_y"] + row["loss_d"], rel=1e-5)
+    for row in ent.history:  # the epoch's mean entropy of 2-class predictions: (0, ln 2]
+        assert 0.0 < (row["loss"] - row["loss_y"] - row["loss_d"]) / 0.5 <= np.log(2) + 1e-6
+    # and it is minimised: the target predictions end more confident
+    assert ent.history[-1]["target_entropy"] < plain.history[-1]["target_entropy"]
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"target_entropy": -0.1}, r"target_entropy must be a finite weight >= 0; got -0.1"),
+    ({"target_entropy": float("nan")}, r"target_entropy must be a finite weight >= 0; got nan"),
+    ({"target_entropy": 0.1, "method": "source-only"},
+     r"method 'source-only' does not see; use --method dann \(with --lambd-max 0"),
+])
+def test_target_entropy_rejects_bad_weights_and_methods(tiny_config, kw, match):
+    with pytest.raises(BackflipValueError, match=match):
+        tiny_config(**kw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 penalty of the optimizer
     lambd_max: float = 1.0  # λ(p) = lambd_max * (2 / (1 + exp(-gamma p)) - 1)
     gamma: float = 10.0  # steepness of the λ schedule
+    target_entropy: float = 0.0  # weight w of the mean entropy of the target predictions added to the dann loss (entropy minimisation; 0 = plain DANN)
     val_fraction: float = 0.1  # share of source train held out for model selection
     limit: int | None = None  # keep the first N samples of each split (quick runs, tests)
     source_transform: str = "none"  # none, or steps rgb | grey | resizeN chained with + (e.g. grey+resize28)
@@ -103,6 +105,17 @@ class TrainConfig:
             raise BackflipValueError(
                 f"val_fraction must lie in [0, 1); got {self.val_fraction}. Use 0.1 to hold "
                 "out a tenth of the source training set for model selection."
+            )
+        if not (math.isfinite(self.target_entropy) and self.target_entropy >= 0):
+            raise BackflipValueError(
+                f"target_entropy must be a finite weight >= 0; got {self.target_entropy}. "
+                "Use 0 for plain DANN, or a small weight such as 0.1."
+            )
+        if self.target_entropy and self.method != "dann":
+            raise BackflipValueError(
+                f"target_entropy {self.target_entropy} uses unlabelled target data, which "
+                f"method {self.method!r} does not see; use --method dann (with "
+                "--lambd-max 0 for entropy minimisation without the adversarial term)."
             )
         if self.resume and not self.out:
             raise BackflipValueError("resume needs the run folder: pass --out DIR as well.")

@@ -200,6 +200,10 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
     checked before the first step. Under ``torchrun`` (``WORLD_SIZE`` > 1) it runs
     DistributedDataParallel over index shards of each global batch; rank 0 writes.
 
+    The ``dann`` loss of one step is ``L_y + L_d`` (``L_d`` reaches the features through
+    the GRL, times -λ), plus ``w * mean_i H(softmax(z_i))`` over the target logits ``z_i``
+    when ``config.target_entropy = w > 0`` (entropy minimisation, Grandvalet & Bengio 2004).
+
     >>> cfg = TrainConfig(source="moons", target="moons-rotated", epochs=1, limit=64,
     ...                   batch_size=32, progress=False)
     >>> len(train(cfg).history)
@@ -363,13 +367,16 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                 # forward and losses (logits in, so safe under autocast)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=config.amp):
                     if config.method == "dann":
-                        logits, dom = model(torch.cat([sx[i_s], tx[i_t]]), with_domain=True)
-                        logits = logits[:local]
+                        both, dom = model(torch.cat([sx[i_s], tx[i_t]]), with_domain=True)
+                        logits = both[:local]
                         dom_y = torch.cat([torch.zeros(local, device=device),
                                            torch.ones(local, device=device)])
                         loss_y = F.cross_entropy(logits.float(), sy[i_s])
                         loss_d = F.binary_cross_entropy_with_logits(dom.float(), dom_y)
                         loss = loss_y + loss_d
+                        if config.target_entropy:  # w * mean_i H(softmax(target logits_i))
+                            logp = both[local:].float().log_softmax(1)
+                            loss = loss - config.target_entropy * (logp.exp() * logp).sum(1).mean()
                         d_correct = ((dom > 0).float() == dom_y).float().sum() / 2
                     else:
                         x, y = (sx[i_s], sy[i_s]) if config.method == "source-only" else (
