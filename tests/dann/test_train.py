@@ -382,11 +382,39 @@ def test_target_entropy_adds_the_mean_entropy_of_the_target_predictions(tiny_con
 
 
 @pytest.mark.parametrize(("kw", "match"), [
-    ({"target_entropy": -0.1}, r"target_entropy must be a finite weight >= 0; got -0.1"),
-    ({"target_entropy": float("nan")}, r"target_entropy must be a finite weight >= 0; got nan"),
+    ({"target_entropy": -0.1}, r"target_entropy must be finite and >= 0; got -0.1\. Use 0"),
+    ({"target_entropy": float("nan")}, r"target_entropy must be finite and >= 0; got nan"),
     ({"target_entropy": 0.1, "method": "source-only"},
      r"method 'source-only' does not see; use --method dann \(with --lambd-max 0"),
 ])
 def test_target_entropy_rejects_bad_weights_and_methods(tiny_config, kw, match):
     with pytest.raises(BackflipValueError, match=match):
         tiny_config(**kw)
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("lr", -0.1, r"lr must be finite and > 0; got -0.1\. The paper's lr0 is 0.01"),
+    ("lr", 0.0, r"lr must be finite and > 0; got 0.0"),
+    ("lr", float("inf"), r"lr must be finite and > 0; got inf"),
+    ("momentum", 1.0, r"momentum must be finite and >= 0 and < 1; got 1.0"),
+    ("weight_decay", -1e-4, r"weight_decay must be finite and >= 0; got -0.0001"),
+    ("lambd_max", float("nan"), r"lambd_max must be finite and >= 0; got nan\. The reversal"),
+    ("lambd_max", -1.0, r"lambd_max must be finite and >= 0; got -1.0"),
+    ("gamma", 0.0, r"gamma must be finite and > 0; got 0.0\. .*--lambd-max 0"),
+    ("epochs", 0, r"epochs must be >= 1; got 0\.$"),
+    ("limit", 0, r"limit must be >= 1; got 0\. Leave it out"),
+    ("checkpoint_every", 0, r"checkpoint_every must be >= 1; got 0"),
+    ("eval_limit", 0, r"eval_limit must be >= 1; got 0"),
+    ("threads", 0, r"threads must be >= 1; got 0"),
+    ("seed", -1, r"seed must be >= 0; got -1"),
+])
+def test_bad_numbers_fail_when_the_config_is_made(field, value, match):
+    # before: NaN/negative λ failed only at the first step, momentum 1 and a negative
+    # weight decay trained (and diverged) silently, checkpoint_every 0 crashed after epoch 1
+    with pytest.raises(BackflipValueError, match=match):
+        TrainConfig(source="moons", target="moons-rotated", **{field: value})
+
+
+def test_a_number_field_given_text_is_a_type_error():
+    with pytest.raises(BackflipTypeError, match=r"lr must be a number; got '0.1' of type str"):
+        TrainConfig(source="moons", target="moons-rotated", lr="0.1")

@@ -97,19 +97,12 @@ class TrainConfig:
                 raise BackflipValueError(
                     f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}."
                 )
-        if self.epochs < 1:
-            raise BackflipValueError(f"epochs must be >= 1; got {self.epochs}.")
-        if self.batch_size < 1:
-            raise BackflipValueError(f"batch_size must be >= 1; got {self.batch_size}.")
+        for name, low, strict, high, fix in _NUMBERS:
+            _check_number(name, getattr(self, name), low, strict, high, fix)
         if not 0.0 <= self.val_fraction < 1.0:
             raise BackflipValueError(
                 f"val_fraction must lie in [0, 1); got {self.val_fraction}. Use 0.1 to hold "
                 "out a tenth of the source training set for model selection."
-            )
-        if not (math.isfinite(self.target_entropy) and self.target_entropy >= 0):
-            raise BackflipValueError(
-                f"target_entropy must be a finite weight >= 0; got {self.target_entropy}. "
-                "Use 0 for plain DANN, or a small weight such as 0.1."
             )
         if self.target_entropy and self.method != "dann":
             raise BackflipValueError(
@@ -134,6 +127,46 @@ class TrainConfig:
                 f"unknown TrainConfig key(s) {unknown}; valid keys: {', '.join(sorted(known))}."
             )
         return cls(**values)
+
+
+# field, lowest value, whether the lowest is excluded, highest (excluded) or None, the fix
+_NUMBERS: tuple[tuple[str, float, bool, float | None, str], ...] = (
+    ("epochs", 1, False, None, ""),
+    ("batch_size", 1, False, None, ""),
+    ("lr", 0, True, None, "The paper's lr0 is 0.01."),
+    ("momentum", 0, False, 1, "The paper's is 0.9; 0 turns momentum off."),
+    ("weight_decay", 0, False, None, "Use 0 for none."),
+    ("lambd_max", 0, False, None, "The reversal supplies the minus sign; 0 turns the "
+     "adversarial term off."),
+    ("gamma", 0, True, None, "The paper's is 10; to turn λ off use --lambd-max 0."),
+    ("target_entropy", 0, False, None, "Use 0 for plain DANN, or a small weight such as 0.1."),
+    ("limit", 1, False, None, "Leave it out to use all the data."),
+    ("seed", 0, False, None, ""),
+    ("data_seed", 0, False, None, ""),
+    ("checkpoint_every", 1, False, None, ""),
+    ("eval_limit", 1, False, None, ""),
+    ("hidden", 1, False, None, ""),
+    ("threads", 1, False, None, "Leave it out for torch's default."),
+)
+
+
+def _check_number(name: str, value: Any, low: float, strict: bool, high: float | None,
+                  fix: str) -> None:
+    # A bad number fails when the config is made, before any data is loaded.
+    if value is None:  # the optional fields (limit, threads)
+        return
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if not is_int and not isinstance(value, float):
+        raise BackflipTypeError(f"{name} must be a number; got {value!r} of type "
+                                f"{type(value).__name__}.")
+    bad = (not math.isfinite(value) or value < low or (strict and value == low)
+           or (high is not None and value >= high))
+    if bad:
+        bound = f"{'>' if strict else '>='} {low}" + (f" and < {high}" if high is not None else "")
+        raise BackflipValueError(
+            f"{name} must be {'' if is_int else 'finite and '}{bound}; got {value!r}."
+            + (f" {fix}" if fix else "")
+        )
 
 
 def _base_type(tp: Any) -> type:
