@@ -46,6 +46,26 @@ def test_methods_option_runs_only_those(tmp_path, monkeypatch):
         "dann-seed0", "source-only-seed0"]
 
 
+def test_entropy_variants_run_with_their_settings(tmp_path, monkeypatch):
+    full, _ = ex.EXPERIMENTS["moons"]
+    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
+                        (full, {"epochs": 1, "limit": 100, "batch_size": 20, "eval_limit": 60}))
+    assert main(["run", "moons", "--quick", "--methods", "dann+entropy,entropy", "--out",
+                 str(tmp_path), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert list(res["methods"]) == ["dann+entropy", "entropy"]
+    both = {m: json.loads((tmp_path / "runs" / f"{m}-seed0" / "config.json").read_text())
+            for m in res["methods"]}
+    assert [(c["method"], c["target_entropy"], c["lambd_max"]) for c in both.values()] == [
+        ("dann", 0.1, 1.0), ("dann", 0.1, 0.0)]
+    assert res["methods"]["entropy"]["config"]["lambd_max"] == 0.0
+    # λ max 0: the GRL passes nothing back, yet the domain head trains on its own loss
+    rows = [json.loads(line) for line in
+            (tmp_path / "runs" / "entropy-seed0" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["lambd"] == 0.0 and rows[-1]["loss_d"] > 0
+    assert "entropy (target entropy 0.1, no adversarial term)" in ex.table(res)
+
+
 def test_a_collapsed_seed_is_counted_and_listed(tmp_path, monkeypatch, capsys):
     import backflip.dann._train as train_mod
 

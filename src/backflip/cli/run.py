@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps (default cpu)")
     p.add_argument("--methods", default="source-only,dann,target-only",
                    help="comma-separated methods to run (default source-only,dann,target-only; "
-                   "composite-zero always runs its two settings)")
+                   "also dann+entropy (dann with --target-entropy 0.1) and entropy (the same "
+                   "without the adversarial term, --lambd-max 0); composite-zero always runs "
+                   "its two settings)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted sweep in the same --out: finished runs are "
                    "read back from their checkpoints, the interrupted one continues exactly, "
@@ -37,15 +39,14 @@ def run_run(args: argparse.Namespace) -> int:
     from backflip._errors import BackflipValueError
     from backflip.cli.train import report_stop
     from backflip.dann import TrainingStopped
-    from backflip.dann._config import METHODS
-    from backflip.dann._experiments import run_experiment, table
+    from backflip.dann._experiments import RUN_METHODS, run_experiment, table
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in RUN_METHODS]
     if unknown or not methods:
         raise BackflipValueError(
             f"--methods {args.methods!r}: unknown or empty method list {unknown}; choose "
-            f"among {', '.join(METHODS)}, comma-separated (e.g. --methods source-only,dann)."
+            f"among {', '.join(RUN_METHODS)}, comma-separated (e.g. --methods source-only,dann)."
         )
     out = args.out or f"runs/{args.experiment}"
     try:

@@ -14,7 +14,7 @@ from backflip._errors import BackflipValueError
 from backflip.dann._config import METHODS, TrainConfig
 from backflip.dann._train import TrainingStopped, TrainResult, train
 
-__all__ = ["EXPERIMENTS", "experiment_config", "run_experiment"]
+__all__ = ["EXPERIMENTS", "RUN_METHODS", "VARIANTS", "experiment_config", "run_experiment"]
 
 # name -> (full settings, --quick overrides). Headline numbers are final-epoch, never selected.
 EXPERIMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -35,12 +35,28 @@ EXPERIMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 
+#: ``backflip run --methods`` names beyond the trainer's: (trainer method, settings).
+#: ``entropy`` is the control that tells whether the GRL or the entropy term does the work.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dann+entropy": ("dann", {"target_entropy": 0.1}),
+    "entropy": ("dann", {"target_entropy": 0.1, "lambd_max": 0.0}),
+}
+#: Every name ``backflip run --methods`` accepts.
+RUN_METHODS = (*METHODS, *VARIANTS)
+_LABELS = {"target-only": "target-only (upper bound, uses target labels)",
+           "dann+entropy": "dann+entropy (target entropy 0.1)",
+           "entropy": "entropy (target entropy 0.1, no adversarial term)"}
+
+
 def experiment_config(name: str, method: str, *, quick: bool = False, seed: int = 0,
                       **overrides: Any) -> TrainConfig:
-    """The TrainConfig of one preset run.
+    """The TrainConfig of one preset run; ``method`` is one of :data:`RUN_METHODS`.
 
     >>> experiment_config("mnist-mnistm", "dann", quick=True).epochs
     3
+    >>> cfg = experiment_config("moons", "entropy")
+    >>> (cfg.method, cfg.target_entropy, cfg.lambd_max)
+    ('dann', 0.1, 0.0)
     """
     if name not in EXPERIMENTS:
         raise BackflipValueError(
@@ -48,7 +64,8 @@ def experiment_config(name: str, method: str, *, quick: bool = False, seed: int 
             "composite-zero."
         )
     full, fast = EXPERIMENTS[name]
-    values = {**full, **(fast if quick else {}), "method": method, "seed": seed,
+    method, settings = VARIANTS.get(method, (method, {}))
+    values = {**full, **(fast if quick else {}), **settings, "method": method, "seed": seed,
               **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig.from_dict(values)
 
@@ -159,7 +176,7 @@ def table(results: dict[str, Any]) -> str:
              "|---|---|---|---|"]
     for method, r in results["methods"].items():
         a, s = r["target_accuracy"], r["seconds"]
-        label = method + (" (upper bound, uses target labels)" if method == "target-only" else "")
+        label = _LABELS.get(method, method)
         if r.get("collapsed_seeds"):
             label += f" ({len(r['collapsed_seeds'])} run(s) collapsed, counted)"
         lines.append(f"| {label} | {a['mean']:.4f} +- {a['std']:.4f} | {len(a['runs'])} | "
