@@ -155,7 +155,9 @@ def test_resume_continues_an_interrupted_sweep_exactly(tmp_path, monkeypatch, ca
     part = tmp_path / "part"
     assert main([*args, str(part)]) == 130
     err = capsys.readouterr().err
-    assert "dann seed 0: stopped by signal SIGTERM" in err and "with --resume to continue" in err
+    assert "dann seed 0: stopped by signal SIGTERM" in err
+    assert "The 2 run(s) that finished before it are summarised" in err
+    assert "The same `backflip run` command with --resume continues the whole sweep" in err
     assert json.loads((part / "results.json").read_text())["stopped"]["seed"] == 0
     done = {p: p.stat().st_mtime_ns for p in (part / "runs").glob("source-only-*/checkpoint.pt")}
     assert len(done) == 2

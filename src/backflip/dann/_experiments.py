@@ -124,12 +124,16 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
                     results["stopped"] = {"method": method, "seed": seed,
                                           "reason": stop.reason}
                     _write(results, kept, out, plots)
-                    again = (" Run the same command with --resume to continue the sweep "
-                             "from there." if stop.reason == "signal" else "")
-                    raise TrainingStopped(
-                        f"{method} seed {seed}: {stop} The runs that finished before it are "
-                        f"summarised in {str(out / 'results.json')!r}.{again}",
-                        stop.reason, stop.checkpoint, stop.history) from stop
+                    done = sum(len(r["target_accuracy"]["runs"])
+                               for r in results["methods"].values())
+                    where = str(out / "results.json")
+                    summary = (f"The {done} run(s) that finished before it are summarised in "
+                               f"{where!r}." if done else
+                               f"No run had finished before it; {where!r} says where it stopped.")
+                    again = (" The same `backflip run` command with --resume continues the "
+                             "whole sweep." if stop.reason == "signal" else "")
+                    raise TrainingStopped(f"{method} seed {seed}: {stop} {summary}{again}",
+                                          stop.reason, stop.checkpoint, stop.history) from stop
                 # A collapsed run counts, at the accuracy it collapsed to: dropping it
                 # would flatter the mean. results.json lists the seed.
                 print(f"backflip: {method} seed {seed}: {stop}", file=sys.stderr)
