@@ -14,10 +14,18 @@ from backflip.cli import main
 from backflip.dann import dev_risk, pick, snd, target_entropy
 
 
-def test_results_json_shape_report_and_plots(tmp_path, monkeypatch):
-    full, _ = ex.EXPERIMENTS["moons"]
-    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
-                        (full, {"epochs": 1, "limit": 100, "batch_size": 20, "eval_limit": 60}))
+@pytest.fixture
+def tiny_moons(monkeypatch):
+    """Shrink the moons preset's --quick setting to a few seconds for the test."""
+    def shrink(epochs: int = 1, limit: int = 100) -> None:
+        full, _ = ex.EXPERIMENTS["moons"]
+        monkeypatch.setitem(ex.EXPERIMENTS, "moons", (full, {
+            "epochs": epochs, "limit": limit, "batch_size": 20, "eval_limit": 60}))
+    return shrink
+
+
+def test_results_json_shape_report_and_plots(tmp_path, tiny_moons):
+    tiny_moons()
     assert main(["run", "moons", "--quick", "--seeds", "2", "--out", str(tmp_path),
                  "--no-progress"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
@@ -34,10 +42,8 @@ def test_results_json_shape_report_and_plots(tmp_path, monkeypatch):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_methods_option_runs_only_those(tmp_path, monkeypatch):
-    full, _ = ex.EXPERIMENTS["moons"]
-    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
-                        (full, {"epochs": 1, "limit": 100, "batch_size": 20, "eval_limit": 60}))
+def test_methods_option_runs_only_those(tmp_path, tiny_moons):
+    tiny_moons()
     assert main(["run", "moons", "--quick", "--methods", "dann, source-only", "--out",
                  str(tmp_path), "--no-progress"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
@@ -46,10 +52,8 @@ def test_methods_option_runs_only_those(tmp_path, monkeypatch):
         "dann-seed0", "source-only-seed0"]
 
 
-def test_entropy_variants_run_with_their_settings(tmp_path, monkeypatch):
-    full, _ = ex.EXPERIMENTS["moons"]
-    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
-                        (full, {"epochs": 1, "limit": 100, "batch_size": 20, "eval_limit": 60}))
+def test_entropy_variants_run_with_their_settings(tmp_path, tiny_moons):
+    tiny_moons()
     assert main(["run", "moons", "--quick", "--methods", "dann+entropy,entropy", "--out",
                  str(tmp_path), "--no-progress"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
@@ -66,12 +70,10 @@ def test_entropy_variants_run_with_their_settings(tmp_path, monkeypatch):
     assert "entropy (target entropy 0.1, no adversarial term)" in ex.table(res)
 
 
-def test_a_collapsed_seed_is_counted_and_listed(tmp_path, monkeypatch, capsys):
+def test_a_collapsed_seed_is_counted_and_listed(tmp_path, tiny_moons, monkeypatch, capsys):
     import backflip.dann._train as train_mod
 
-    full, _ = ex.EXPERIMENTS["moons"]
-    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
-                        (full, {"epochs": 4, "limit": 200, "batch_size": 20, "eval_limit": 60}))
+    tiny_moons(epochs=4, limit=200)
     real_build, builds = train_mod.build_model, []
 
     def build(*args, **kwargs):  # the second run's label head dies in its last epoch
@@ -94,12 +96,11 @@ def test_a_collapsed_seed_is_counted_and_listed(tmp_path, monkeypatch, capsys):
     assert "(1 run(s) collapsed, counted)" in ex.table(res)
 
 
-def test_a_nan_stop_keeps_the_summary_of_the_finished_runs(tmp_path, monkeypatch, capsys):
+def test_a_nan_stop_keeps_the_summary_of_the_finished_runs(tmp_path, tiny_moons, monkeypatch,
+                                                           capsys):
     import backflip.dann._train as train_mod
 
-    full, _ = ex.EXPERIMENTS["moons"]
-    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
-                        (full, {"epochs": 2, "limit": 100, "batch_size": 20, "eval_limit": 60}))
+    tiny_moons(epochs=2)
     real_build, builds = train_mod.build_model, []
 
     def build(*args, **kwargs):  # the third run (dann seed 0) outputs NaN in epoch 2
@@ -124,14 +125,12 @@ def test_a_nan_stop_keeps_the_summary_of_the_finished_runs(tmp_path, monkeypatch
     assert (tmp_path / "curves-source-only.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_resume_continues_an_interrupted_sweep_exactly(tmp_path, monkeypatch, capsys):
+def test_resume_continues_an_interrupted_sweep_exactly(tmp_path, tiny_moons, monkeypatch, capsys):
     import signal
 
     import backflip.dann._train as train_mod
 
-    full, _ = ex.EXPERIMENTS["moons"]
-    monkeypatch.setitem(ex.EXPERIMENTS, "moons",
-                        (full, {"epochs": 2, "limit": 100, "batch_size": 20, "eval_limit": 60}))
+    tiny_moons(epochs=2)
     real, calls, kill_at = train_mod.dann_lambda, [], []
 
     def counted(p, *a):  # one call per training step; SIGTERM ourselves at step kill_at
