@@ -116,24 +116,11 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
             try:
                 res = train(cfg)
             except TrainingStopped as stop:
-                if stop.reason != "collapse":
-                    # NaN or a signal: summarise the runs that finished, then stop too
+                if stop.reason != "collapse":  # NaN or a signal: summarise, then stop too
                     if accs:
                         results["methods"][method] = _summary(name, method, quick, accs,
                                                               picks, secs, collapsed)
-                    results["stopped"] = {"method": method, "seed": seed,
-                                          "reason": stop.reason}
-                    _write(results, kept, out, plots)
-                    done = sum(len(r["target_accuracy"]["runs"])
-                               for r in results["methods"].values())
-                    where = str(out / "results.json")
-                    summary = (f"The {done} run(s) that finished before it are summarised in "
-                               f"{where!r}." if done else
-                               f"No run had finished before it; {where!r} says where it stopped.")
-                    again = (" The same `backflip run` command with --resume continues the "
-                             "whole sweep." if stop.reason == "signal" else "")
-                    raise TrainingStopped(f"{method} seed {seed}: {stop} {summary}{again}",
-                                          stop.reason, stop.checkpoint, stop.history) from stop
+                    raise _end_sweep(stop, method, seed, results, kept, out, plots) from stop
                 # A collapsed run counts, at the accuracy it collapsed to: dropping it
                 # would flatter the mean. results.json lists the seed.
                 print(f"backflip: {method} seed {seed}: {stop}", file=sys.stderr)
@@ -148,6 +135,21 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
         results["methods"][method] = _summary(name, method, quick, accs, picks, secs, collapsed)
     _write(results, kept, out, plots)
     return results
+
+
+def _end_sweep(stop: TrainingStopped, method: str, seed: int, results: dict[str, Any],
+               kept: dict[str, TrainResult], out: Path, plots: bool) -> TrainingStopped:
+    # Write the files for the runs that finished; return the error that ends the sweep.
+    results["stopped"] = {"method": method, "seed": seed, "reason": stop.reason}
+    _write(results, kept, out, plots)
+    done = sum(len(r["target_accuracy"]["runs"]) for r in results["methods"].values())
+    where = str(out / "results.json")
+    summary = (f"The {done} run(s) that finished before it are summarised in {where!r}."
+               if done else f"No run had finished before it; {where!r} says where it stopped.")
+    again = (" The same `backflip run` command with --resume continues the whole sweep."
+             if stop.reason == "signal" else "")
+    return TrainingStopped(f"{method} seed {seed}: {stop} {summary}{again}", stop.reason,
+                           stop.checkpoint, stop.history)
 
 
 def _summary(name: str, method: str, quick: bool, accs: list[float],
