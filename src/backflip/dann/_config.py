@@ -68,8 +68,8 @@ class TrainConfig:
     source_transform: str = "none"  # none, or steps rgb | grey | resizeN chained with + (e.g. grey+resize28)
     target_transform: str = "none"  # as source_transform, for the target
     normalize: str = "source"  # source (per-channel mean/std of the source train set) | none
-    seed: int = 0  # seeds data order, initial weights and the generated data sets
-    data_seed: int = 0  # seed of the generated data sets (mnistm, syndigits)
+    seed: int = 0  # seeds initial weights, data order and the source validation split
+    data_seed: int = 0  # seed of the generated data sets (moons, mnistm, syndigits, composite-zero)
     device: str = "cpu"  # cpu | cuda | cuda:N | mps
     amp: bool = False  # autocast: bf16 on CPU, fp16 + GradScaler on CUDA
     compile: bool = False  # torch.compile the model
