@@ -16,17 +16,22 @@ ARGS = ["--source", "moons", "--target", "moons-rotated", "--epochs", "2", "--ba
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_single_process(tmp_path):
+@pytest.mark.parametrize(("extra", "port"), [({}, 29517), ({"target_vat": 1.0}, 29519)],
+                         ids=["dann", "dann+vat"])
+def test_two_process_ddp_matches_single_process(tmp_path, extra, port):
+    # With VAT, each process perturbs its shard with its slice of the global batch's
+    # directions, so two processes draw exactly what one does.
     ddp = tmp_path / "ddp"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in extra.items()]
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--master-port", "29517", "-m", "backflip", "train", *ARGS, "--out", str(ddp)],
-        capture_output=True, text=True, timeout=240, env=env)
+         "--master-port", str(port), "-m", "backflip", "train", *ARGS, *flags,
+         "--out", str(ddp)], capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = train(TrainConfig(source="moons", target="moons-rotated", epochs=2, batch_size=32,
                                limit=160, threads=1, progress=False, eval_limit=100,
-                               out=str(tmp_path / "one")))
+                               out=str(tmp_path / "one"), **extra))
     a = load_checkpoint(ddp / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
     # Stated tolerance: float32 all-reduce sums in another order, 2 epochs of SGD -> 1e-5.

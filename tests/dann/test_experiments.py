@@ -52,22 +52,26 @@ def test_methods_option_runs_only_those(tmp_path, tiny_moons):
         "dann-seed0", "source-only-seed0"]
 
 
-def test_entropy_variants_run_with_their_settings(tmp_path, tiny_moons):
+def test_variants_run_with_their_settings(tmp_path, tiny_moons):
     tiny_moons()
-    assert main(["run", "moons", "--quick", "--methods", "dann+entropy,entropy", "--out",
-                 str(tmp_path), "--no-progress"]) == 0
+    assert main(["run", "moons", "--quick", "--methods", "dann+entropy,entropy,dann+vat,vat",
+                 "--out", str(tmp_path), "--no-progress"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
-    assert list(res["methods"]) == ["dann+entropy", "entropy"]
+    assert list(res["methods"]) == ["dann+entropy", "entropy", "dann+vat", "vat"]
     both = {m: json.loads((tmp_path / "runs" / f"{m}-seed0" / "config.json").read_text())
             for m in res["methods"]}
-    assert [(c["method"], c["target_entropy"], c["lambd_max"]) for c in both.values()] == [
-        ("dann", 0.1, 1.0), ("dann", 0.1, 0.0)]
+    assert [(c["method"], c["target_entropy"], c["target_vat"], c["lambd_max"])
+            for c in both.values()] == [("dann", 0.1, 0.0, 1.0), ("dann", 0.1, 0.0, 0.0),
+                                        ("dann", 0.0, 1.0, 1.0), ("dann", 0.0, 1.0, 0.0)]
+    assert (both["vat"]["target_vat"], both["vat"]["vat_eps"]) == (1.0, 0.25)  # the moons'
+    assert ex.experiment_config("mnist-mnistm", "vat", target_vat=0.5).target_vat == 0.5
     assert res["methods"]["entropy"]["config"]["lambd_max"] == 0.0
     # λ max 0: the GRL passes nothing back, yet the domain head trains on its own loss
     rows = [json.loads(line) for line in
             (tmp_path / "runs" / "entropy-seed0" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["lambd"] == 0.0 and rows[-1]["loss_d"] > 0
     assert "entropy (target entropy 0.1, no adversarial term)" in ex.table(res)
+    assert "vat (target VAT, no adversarial term)" in ex.table(res)
 
 
 def test_a_collapsed_seed_is_counted_and_listed(tmp_path, tiny_moons, monkeypatch, capsys):

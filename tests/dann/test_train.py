@@ -48,10 +48,11 @@ def test_history_and_run_folder(tmp_path, tiny_config, moons_domains):
     torch.testing.assert_close(model(x), res.model(x))
 
 
-def test_resume_after_signal_is_exact(tmp_path, tiny_config, moons_domains, monkeypatch):
+@pytest.mark.parametrize("extra", [{}, {"target_vat": 1.0}], ids=["dann", "dann+vat"])
+def test_resume_after_signal_is_exact(tmp_path, tiny_config, moons_domains, monkeypatch, extra):
     s, t, tt = moons_domains
     full = tmp_path / "full"
-    train(tiny_config(out=str(full)), source=s, target=t, target_test=tt)
+    train(tiny_config(out=str(full), **extra), source=s, target=t, target_test=tt)
 
     calls = []
     real = train_mod.dann_lambda
@@ -65,7 +66,7 @@ def test_resume_after_signal_is_exact(tmp_path, tiny_config, moons_domains, monk
     part = tmp_path / "part"
     monkeypatch.setattr(train_mod, "dann_lambda", lambd_then_signal)
     with pytest.raises(TrainingStopped, match=r"stopped by signal SIGTERM .*--resume") as info:
-        train(tiny_config(out=str(part)), source=s, target=t, target_test=tt)
+        train(tiny_config(out=str(part), **extra), source=s, target=t, target_test=tt)
     assert info.value.reason == "signal"
     assert [r["epoch"] for r in info.value.history] == [1]
     state = load_checkpoint(part / "checkpoint.pt")
@@ -77,7 +78,8 @@ def test_resume_after_signal_is_exact(tmp_path, tiny_config, moons_domains, monk
     clock = time.perf_counter
     monkeypatch.setattr(train_mod, "time", types.SimpleNamespace(
         perf_counter=lambda: clock() + 86400.0))
-    res = train(tiny_config(out=str(part), resume=True), source=s, target=t, target_test=tt)
+    res = train(tiny_config(out=str(part), resume=True, **extra), source=s, target=t,
+                target_test=tt)
     assert state["acc"]["elapsed"] <= res.history[1]["seconds"] < 60
     a, b = _weights(full / "checkpoint.pt"), _weights(part / "checkpoint.pt")
     for k in a:
@@ -379,6 +381,35 @@ def test_target_entropy_adds_the_mean_entropy_of_the_target_predictions(tiny_con
         assert 0.0 < (row["loss"] - row["loss_y"] - row["loss_d"]) / 0.5 <= np.log(2) + 1e-6
     # and it is minimised: the target predictions end more confident
     assert ent.history[-1]["target_entropy"] < plain.history[-1]["target_entropy"]
+
+
+def test_target_vat_adds_a_positive_term_and_draws_from_its_own_generator(tiny_config,
+                                                                         moons_domains):
+    s, t, tt = moons_domains
+    plain = train(tiny_config(), source=s, target=t, target_test=tt)
+    after_plain = torch.get_rng_state()
+    vat = train(tiny_config(target_vat=2.0), source=s, target=t, target_test=tt)
+    # the VAT directions come from (seed, step), not the global RNG, which ends where
+    # the plain run's does: a resumed or distributed run draws the same directions
+    assert torch.equal(torch.get_rng_state(), after_plain)
+    for row in vat.history:  # the epoch's mean KL divergence: positive, and small
+        assert 0.0 < (row["loss"] - row["loss_y"] - row["loss_d"]) / 2.0 < 0.5
+    again = train(tiny_config(target_vat=2.0), source=s, target=t, target_test=tt)
+    x = torch.as_tensor(tt.x)
+    torch.testing.assert_close(vat.model(x), again.model(x), rtol=0, atol=0)
+    assert not torch.allclose(vat.model(x), plain.model(x))
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"target_vat": -1.0}, r"target_vat must be finite and >= 0; got -1.0\. Use 0"),
+    ({"vat_eps": 0.0}, r"vat_eps must be finite and > 0; got 0.0\. It is a length in input"),
+    ({"vat_eps": float("inf")}, r"vat_eps must be finite and > 0; got inf"),
+    ({"target_vat": 1.0, "method": "target-only"},
+     r"target_vat 1.0 uses unlabelled target data, which method 'target-only' does not see"),
+])
+def test_target_vat_rejects_bad_settings(tiny_config, kw, match):
+    with pytest.raises(BackflipValueError, match=match):
+        tiny_config(**kw)
 
 
 @pytest.mark.parametrize(("kw", "match"), [

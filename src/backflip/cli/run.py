@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps (default cpu)")
     p.add_argument("--methods", default="source-only,dann,target-only",
                    help="comma-separated methods to run (default source-only,dann,target-only; "
-                   "also dann+entropy (dann with --target-entropy 0.1) and entropy (the same "
+                   "also dann+entropy (dann with --target-entropy 0.1), dann+vat (dann with "
+                   "--target-vat and --vat-eps set per preset), and entropy and vat (the same "
                    "without the adversarial term, --lambd-max 0); composite-zero always runs "
                    "its two settings)")
     p.add_argument("--resume", action="store_true",

@@ -18,6 +18,7 @@ from backflip.dann._domain_norm import DomainBatchNorm, bn_domain
 from backflip.dann._models import ARCHITECTURES, DANN, AdversarialHead, Standardize, build_model
 from backflip.dann._selection import CRITERIA, dev_risk, pick, snd, target_entropy
 from backflip.dann._train import TrainingStopped, TrainResult, train
+from backflip.dann._vat import vat_loss
 
 __all__ = [
     "ARCHITECTURES",
@@ -44,4 +45,5 @@ __all__ = [
     "snd",
     "target_entropy",
     "train",
+    "vat_loss",
 ]

@@ -63,6 +63,8 @@ class TrainConfig:
     lambd_max: float = 1.0  # λ(p) = lambd_max * (2 / (1 + exp(-gamma p)) - 1)
     gamma: float = 10.0  # steepness of the λ schedule
     target_entropy: float = 0.0  # weight w of the mean entropy of the target predictions added to the dann loss (entropy minimisation; 0 = plain DANN)
+    target_vat: float = 0.0  # weight of virtual adversarial training on the target added to the dann loss (VAT; with target_entropy: VADA; 0 = off)
+    vat_eps: float = 0.25  # L2 radius of the VAT perturbation per sample, in the units of the model's input
     val_fraction: float = 0.1  # share of source train held out for model selection
     limit: int | None = None  # keep the first N samples of each split (quick runs, tests)
     source_transform: str = "none"  # none, or steps rgb | grey | resizeN chained with + (e.g. grey+resize28)
@@ -104,12 +106,13 @@ class TrainConfig:
                 f"val_fraction must lie in [0, 1); got {self.val_fraction}. Use 0.1 to hold "
                 "out a tenth of the source training set for model selection."
             )
-        if self.target_entropy and self.method != "dann":
-            raise BackflipValueError(
-                f"target_entropy {self.target_entropy} uses unlabelled target data, which "
-                f"method {self.method!r} does not see; use --method dann (with "
-                "--lambd-max 0 for entropy minimisation without the adversarial term)."
-            )
+        for name in ("target_entropy", "target_vat"):
+            if getattr(self, name) and self.method != "dann":
+                raise BackflipValueError(
+                    f"{name} {getattr(self, name)} uses unlabelled target data, which "
+                    f"method {self.method!r} does not see; use --method dann (with "
+                    "--lambd-max 0 for the term without the adversarial one)."
+                )
         if self.resume and not self.out:
             raise BackflipValueError("resume needs the run folder: pass --out DIR as well.")
 
@@ -140,6 +143,8 @@ _NUMBERS: tuple[tuple[str, float, bool, float | None, str], ...] = (
      "adversarial term off."),
     ("gamma", 0, True, None, "The paper's is 10; to turn λ off use --lambd-max 0."),
     ("target_entropy", 0, False, None, "Use 0 for plain DANN, or a small weight such as 0.1."),
+    ("target_vat", 0, False, None, "Use 0 for plain DANN, or a weight such as 1."),
+    ("vat_eps", 0, True, None, "It is a length in input units, such as 0.25 for the moons."),
     ("limit", 1, False, None, "Leave it out to use all the data."),
     ("seed", 0, False, None, ""),
     ("data_seed", 0, False, None, ""),

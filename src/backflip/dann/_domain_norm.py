@@ -14,6 +14,9 @@ statistics and updates its own running statistics. Any other batch (evaluation, 
 ``source-only``/``target-only`` training) uses the statistics of ``domain`` (0 source,
 1 target; saved in the ``state_dict`` as extra state), so a checkpoint remembers which
 statistics the model applies by default. Target statistics come from unlabelled target images only.
+With ``track_running_stats = False`` (as in ``nn.BatchNorm``), a training batch is
+normalised by its own statistics and updates none: :func:`backflip.dann.vat_loss` sets
+it for its extra forward passes.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class DomainBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(len(DOMAINS), num_features))
         self.domain = DOMAINS["target"]  # saved in state_dict as extra state
         self.split = False  # transient: this training batch is [source half; target half]
+        self.track_running_stats = True  # False: training batches use and update no running statistics
 
     def get_extra_state(self) -> dict[str, int]:
         # A plain int (no tensor: no device sync per forward, no graph break under
@@ -68,6 +72,8 @@ class DomainBatchNorm(nn.Module):
 
     def _norm(self, x: torch.Tensor, d: int) -> torch.Tensor:
         # Rows of the (2, C) buffers are contiguous views: batch_norm updates them in place.
+        if self.training and not self.track_running_stats:  # batch statistics, no update
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         return F.batch_norm(x, self.running_mean[d], self.running_var[d], self.weight,
                             self.bias, self.training, self.momentum, self.eps)
 

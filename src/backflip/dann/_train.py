@@ -24,6 +24,7 @@ from backflip.dann._data import load_domain
 from backflip.dann._domain_norm import bn_domain
 from backflip.dann._models import DANN, build_model
 from backflip.dann._selection import dev_risk, pick, snd, target_entropy
+from backflip.dann._vat import vat_loss
 from backflip.schedules import dann_lambda, dann_learning_rate
 
 __all__ = ["TrainResult", "TrainingStopped", "train"]
@@ -185,6 +186,13 @@ def _collapsed(history: list[dict[str, Any]], row: dict[str, Any], num_classes: 
     return row["train_acc"] <= chance + 0.05 and best >= chance + 0.25
 
 
+def _vat_noise(seed: int, step: int, batch: int, shape: tuple[int, ...]) -> torch.Tensor:
+    # The VAT directions of one global step, drawn from (seed, step) alone: a resumed run
+    # and every process of a distributed one draw the same, and the global RNG is untouched.
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randn((batch, *shape), generator=gen)
+
+
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world
@@ -202,7 +210,10 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
 
     The ``dann`` loss of one step is ``L_y + L_d`` (``L_d`` reaches the features through
     the GRL, times -λ), plus ``w * mean_i H(softmax(z_i))`` over the target logits ``z_i``
-    when ``config.target_entropy = w > 0`` (entropy minimisation, Grandvalet & Bengio 2004).
+    when ``config.target_entropy = w > 0`` (entropy minimisation, Grandvalet & Bengio 2004),
+    plus ``v * L_vat`` (virtual adversarial training on the target batch, radius
+    ``config.vat_eps``; :func:`backflip.dann.vat_loss`) when ``config.target_vat = v > 0``;
+    both terms together are VADA (Shu et al. 2018).
 
     >>> cfg = TrainConfig(source="moons", target="moons-rotated", epochs=1, limit=64,
     ...                   batch_size=32, progress=False)
@@ -377,6 +388,12 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                         if config.target_entropy:  # w * mean_i H(softmax(target logits_i))
                             logp = both[local:].float().log_softmax(1)
                             loss = loss - config.target_entropy * (logp.exp() * logp).sum(1).mean()
+                        if config.target_vat:  # w * mean_i KL(p_i || p(x_i + r_adv_i))
+                            loss = loss + config.target_vat * vat_loss(
+                                raw, tx[i_t],
+                                _vat_noise(config.seed, epoch * steps + step, bs,
+                                           tx.shape[1:])[rank * local:(rank + 1) * local],
+                                config.vat_eps)
                         d_correct = ((dom > 0).float() == dom_y).float().sum() / 2
                     else:
                         x, y = (sx[i_s], sy[i_s]) if config.method == "source-only" else (
