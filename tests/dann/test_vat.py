@@ -45,18 +45,48 @@ def test_is_zero_where_the_prediction_ignores_the_input_and_trains_the_model():
     assert loss.item() > 0 and model[0].weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("norm", [nn.BatchNorm1d(16), DomainBatchNorm(16)])
-def test_leaves_batch_norm_running_statistics_as_they_were(norm):
+@pytest.mark.parametrize("norm", [nn.BatchNorm1d(16), DomainBatchNorm(16),
+                                  nn.InstanceNorm1d(16, track_running_stats=True)],
+                         ids=["batch", "domain", "instance"])
+def test_leaves_running_statistics_as_they_were(norm):
     torch.manual_seed(2)
-    model = nn.Sequential(nn.Linear(3, 16), norm, nn.ReLU(), nn.Linear(16, 2)).train()
+    model = nn.Sequential(nn.Linear(3, 16 * 4), nn.Unflatten(1, (16, 4)), norm, nn.ReLU(),
+                          nn.Flatten(), nn.Linear(16 * 4, 2)).train()
     x = torch.randn(32, 3) * 3 + 1
     step_loss = model(x).logsumexp(1).mean()  # the step's own forward moves the statistics
     before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_b" in k}
-    (step_loss + vat_loss(model, x, torch.randn(32, 3), eps=1.0)).backward()  # and backward works
+    (step_loss + vat_loss(model, x, torch.randn(32, 3), eps=1.0)).backward()  # one backward
     after = model.state_dict()
     assert before and all(torch.equal(v, after[k]) for k, v in before.items())
-    assert norm.track_running_stats  # restored
+    assert norm.track_running_stats  # restored, with the buffers
+    assert all(getattr(norm, k) is not None for k in ("running_mean", "running_var"))
     assert model[0].weight.grad.abs().sum() > 0
+
+
+def test_an_eval_mode_norm_keeps_reading_its_running_statistics():
+    torch.manual_seed(5)
+    norm = nn.BatchNorm1d(8)
+    with torch.no_grad():
+        norm.running_mean.fill_(3.0)
+    model = nn.Sequential(nn.Linear(3, 8), norm, nn.Tanh(), nn.Linear(8, 2))
+    x, noise = torch.randn(16, 3), torch.randn(16, 3)
+    model.eval()
+    frozen = vat_loss(model, x, noise, eps=0.5)
+    norm.train()  # the same network with batch statistics gives another value
+    assert not torch.allclose(frozen, vat_loss(model, x, noise, eps=0.5))
+    assert torch.all(norm.running_mean == 3.0)  # and those passes updated nothing
+
+
+def test_dropout_is_off_in_its_passes_and_the_global_rng_untouched():
+    # With a vanishing radius the term is 0 for a deterministic network; dropout masks
+    # drawn afresh in each pass would make it the masks' difference instead.
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(3, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 4)).train()
+    x, noise = torch.randn(32, 3), torch.randn(32, 3)
+    state = torch.get_rng_state()
+    assert vat_loss(model, x, noise, eps=1e-6).item() < 1e-9
+    assert torch.equal(torch.get_rng_state(), state)
+    assert model[2].training  # restored
 
 
 def test_runs_in_float32_under_bf16_autocast():

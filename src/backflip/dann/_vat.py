@@ -16,10 +16,14 @@ the model's input. Minimising ``L_vat`` makes the prediction change little withi
 regions of the target (the cluster assumption) instead of cutting through them.
 
 All three forward passes (the clean one that gives ``p`` and the two perturbed ones)
-normalise a training batch with its own batch statistics and leave every batch-norm
-running statistic as it was: in-place updates between the step's forward and its
-backward would also break that backward. The random directions come from the caller's
-``noise``, so a run is reproducible and a resumed or distributed run draws the same.
+normalise a training batch with its own batch statistics and leave every running
+statistic as it was (``nn.BatchNorm*``, ``nn.InstanceNorm*`` with running statistics,
+:class:`~backflip.dann.DomainBatchNorm`): otherwise three extra target-only batches per
+step, two of them perturbed, would drag the statistics that the model applies at test
+time. Dropout is off in them: the term measures how the prediction moves with the
+input, not with the dropout masks, and nothing is drawn from the global RNG. The random
+directions come from the caller's ``noise``, so a run is reproducible and a resumed or
+distributed run draws the same.
 """
 
 from __future__ import annotations
@@ -42,19 +46,32 @@ def _unit(t: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _no_running_stats(model: nn.Module) -> Iterator[None]:
-    # Training-mode batch norm (nn.BatchNorm*, DomainBatchNorm) with
-    # track_running_stats False normalises by the batch and touches no buffer.
-    norms = [m for m in model.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm | DomainBatchNorm)]
-    saved = [m.track_running_stats for m in norms]
+def _frozen_statistics(model: nn.Module) -> Iterator[None]:
+    # Only modules in training mode change: an eval-mode norm already reads its running
+    # statistics without updating them. A torch norm whose running buffers are None and
+    # track_running_stats False normalises by the batch (instance norm passes its
+    # buffers whatever the flag says, so both go); DomainBatchNorm reads its own flag.
+    live = [m for m in model.modules() if m.training]
+    norms = [m for m in live if isinstance(m, nn.modules.batchnorm._NormBase)]
+    saved = [(m.track_running_stats, m.running_mean, m.running_var) for m in norms]
+    ours = [m for m in live if isinstance(m, DomainBatchNorm)]
+    ours_saved = [m.track_running_stats for m in ours]
+    drops = [m for m in live if isinstance(m, nn.modules.dropout._DropoutNd)]
     for m in norms:
+        m.track_running_stats, m.running_mean, m.running_var = False, None, None
+    for m in ours:
         m.track_running_stats = False
+    for m in drops:
+        m.training = False
     try:
         yield
     finally:
-        for m, value in zip(norms, saved, strict=True):
-            m.track_running_stats = value
+        for m, (track, mean, var) in zip(norms, saved, strict=True):
+            m.track_running_stats, m.running_mean, m.running_var = track, mean, var
+        for m, track in zip(ours, ours_saved, strict=True):
+            m.track_running_stats = track
+        for m in drops:
+            m.training = True
 
 
 def vat_loss(model: nn.Module, x: torch.Tensor, noise: torch.Tensor, eps: float,
@@ -74,7 +91,7 @@ def vat_loss(model: nn.Module, x: torch.Tensor, noise: torch.Tensor, eps: float,
     >>> bool(loss > 0), loss.requires_grad
     (True, True)
     """
-    with torch.autocast(x.device.type, enabled=False), _no_running_stats(model):
+    with torch.autocast(x.device.type, enabled=False), _frozen_statistics(model):
         x = x.detach().float()
         with torch.no_grad():
             p = model(x).float().softmax(1)
