@@ -238,6 +238,23 @@ def test_unknown_method_and_key():
         TrainConfig(resume=True)
 
 
+def test_unknown_data_set_leaves_no_run_folder(tmp_path, tiny_config):
+    with pytest.raises(BackflipValueError, match=r"unknown data set 'moonz'.*'moons'"):
+        train(tiny_config(source="moonz", out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("device", "match"), [
+    ("cudaa", r"unknown device 'cudaa' \(.*\)\. Use --device cpu, cuda, cuda:N or mps\."),
+    pytest.param("cuda", r"--device cuda: this PyTorch .* has no CUDA device\. Use --device cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")),
+])
+def test_bad_device_fails_before_any_work(tmp_path, tiny_config, device, match):
+    with pytest.raises(BackflipValueError, match=match):
+        train(tiny_config(device=device, out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+
+
 def test_unwritable_out(tmp_path, tiny_config, moons_domains):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -296,6 +313,42 @@ def test_fake_mnist_to_mnistm_and_load_domain(tmp_path, fake_mnist_root):
     src = load_domain(back, "source", "test")
     assert src.x.shape == (60, 3, 28, 28)  # the fake MNIST test split, made RGB as in training
     assert model(torch.as_tensor(src.x[:5])).shape == (5, 10)
+
+
+def test_signal_without_out_says_no_checkpoint_was_written(tiny_config, moons_domains,
+                                                           monkeypatch):
+    real = train_mod.dann_lambda
+    calls = []
+
+    def lambd_then_signal(p, *a):
+        calls.append(p)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(p, *a)
+
+    monkeypatch.setattr(train_mod, "dann_lambda", lambd_then_signal)
+    with pytest.raises(TrainingStopped, match=r"SIGINT at epoch 1, step 3; no checkpoint "
+                       r"written \(no --out folder was given\)\.$") as info:
+        train(tiny_config(), **_kw(moons_domains))
+    assert info.value.checkpoint is None
+
+
+def test_compile_trains_like_eager_and_compiles_once(tiny_config, moons_domains, monkeypatch):
+    # aot_eager instead of inductor keeps the test quick; the trainer's own compile call,
+    # λ changing every step (a 0-d buffer) and the VAT passes beside the compiled model.
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    cnt = CompileCounterWithBackend("aot_eager")
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: real(m, backend=cnt, **kw))
+    cfg = {"epochs": 2, "target_vat": 1.0}
+    eager = train(tiny_config(**cfg), **_kw(moons_domains))
+    comp = train(tiny_config(**cfg, compile=True), **_kw(moons_domains))
+    assert cnt.frame_count == 1  # 12 steps, 12 values of λ: one graph
+    x = torch.as_tensor(moons_domains[2].x)
+    torch.testing.assert_close(comp.model(x), eager.model(x), rtol=1e-4, atol=1e-5)
+    assert [r["lambd"] for r in comp.history] == [r["lambd"] for r in eager.history]
 
 
 def test_amp_bf16_on_cpu_trains(tiny_config, moons_domains):
@@ -379,6 +432,8 @@ def test_target_entropy_adds_the_mean_entropy_of_the_target_predictions(tiny_con
         assert row["loss"] == pytest.approx(row["loss_y"] + row["loss_d"], rel=1e-5)
     for row in ent.history:  # the epoch's mean entropy of 2-class predictions: (0, ln 2]
         assert 0.0 < (row["loss"] - row["loss_y"] - row["loss_d"]) / 0.5 <= np.log(2) + 1e-6
+        assert row["loss_ent"] == pytest.approx((row["loss"] - row["loss_y"] - row["loss_d"])
+                                                / 0.5, rel=1e-5)
     # and it is minimised: the target predictions end more confident
     assert ent.history[-1]["target_entropy"] < plain.history[-1]["target_entropy"]
 
@@ -392,8 +447,10 @@ def test_target_vat_adds_a_positive_term_and_draws_from_its_own_generator(tiny_c
     # the VAT directions come from (seed, step), not the global RNG, which ends where
     # the plain run's does: a resumed or distributed run draws the same directions
     assert torch.equal(torch.get_rng_state(), after_plain)
-    for row in vat.history:  # the epoch's mean KL divergence: positive, and small
-        assert 0.0 < (row["loss"] - row["loss_y"] - row["loss_d"]) / 2.0 < 0.5
+    for row in vat.history:  # the epoch's mean KL divergence: positive, small, weighted in
+        assert 0.0 < row["loss_vat"] < 0.5 and row["loss_ent"] is None
+        assert row["loss"] == pytest.approx(row["loss_y"] + row["loss_d"] + 2.0 * row["loss_vat"])
+    assert plain.history[-1]["loss_vat"] is None
     again = train(tiny_config(target_vat=2.0), source=s, target=t, target_test=tt)
     x = torch.as_tensor(tt.x)
     torch.testing.assert_close(vat.model(x), again.model(x), rtol=0, atol=0)

@@ -66,6 +66,21 @@ class TrainResult:
         return float(self.history[-1]["target_acc"])
 
 
+def _check_device(name: str) -> None:
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise BackflipValueError(
+            f"unknown device {name!r} ({err}). Use --device cpu, cuda, cuda:N or mps."
+        ) from None
+    backend = {"cuda": torch.cuda, "mps": torch.backends.mps}.get(device.type)
+    if backend is not None and not backend.is_available():
+        raise BackflipValueError(
+            f"--device {name}: this PyTorch ({torch.__version__}) or machine has no "
+            f"{device.type.upper()} device. Use --device cpu."
+        )
+
+
 def _check_out(out: str | None) -> Path | None:
     if out is None:
         return None
@@ -160,7 +175,7 @@ def _evaluate(model: DANN, ev: dict[str, Any]) -> dict[str, float]:
 
 
 #: The per-step sums kept on the device between folds, in the order of ``pending``.
-_SUMS = ("loss", "loss_y", "loss_d", "correct", "d_correct")
+_SUMS = ("loss", "loss_y", "loss_d", "loss_ent", "loss_vat", "correct", "d_correct")
 
 
 def _fold(acc: dict[str, float], pending: torch.Tensor) -> None:
@@ -221,7 +236,7 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
     1
     """
     # -- inputs: load and check everything before any training starts
-    out = _check_out(config.out)
+    _check_device(config.device)
     if config.tensorboard:
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -234,6 +249,7 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
     source = source if source is not None else load_domain(config, "source", "train")
     target = target if target is not None else load_domain(config, "target", "train")
     target_test = target_test if target_test is not None else load_domain(config, "target", "test")
+    out = _check_out(config.out)  # after the names are known good: a typo leaves no folder
     data.check_dataset(source, "source")
     data.check_dataset(target, "target", labels=config.method == "target-only")
     data.check_dataset(target_test, "target test")
@@ -299,6 +315,7 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
           "val_x": None if val is None else tensor(val.x[:lim]),
           "val_y": None if val is None else val.y[:lim], "domains": domains}
     bs, local = config.batch_size, config.batch_size // world
+    zero = torch.zeros((), device=device)  # the loss terms a method or setting leaves out
     steps = max(len(source), len(target)) // bs
     total = steps * config.epochs
     gen = torch.Generator().manual_seed(config.seed + 1)
@@ -323,7 +340,8 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
         gen.set_state(state["epoch_gen_state"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, start_step = int(state["epoch"]), int(state["step"])
-        history, acc = list(state["history"]), dict(state["acc"])
+        # an epoch cut short by an older version may lack the newer sums: they start at 0
+        history, acc = list(state["history"]), {**dict.fromkeys(_SUMS, 0.0), **state["acc"]}
         if "elapsed" in acc:  # the epoch's time so far, re-based on this process's clock
             acc["t0"] = time.perf_counter() - acc.pop("elapsed")
     if out is not None and rank == 0:
@@ -384,23 +402,25 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                                            torch.ones(local, device=device)])
                         loss_y = F.cross_entropy(logits.float(), sy[i_s])
                         loss_d = F.binary_cross_entropy_with_logits(dom.float(), dom_y)
-                        loss = loss_y + loss_d
-                        if config.target_entropy:  # w * mean_i H(softmax(target logits_i))
+                        loss_ent = loss_vat = zero
+                        if config.target_entropy:  # mean_i H(softmax(target logits_i))
                             logp = both[local:].float().log_softmax(1)
-                            loss = loss - config.target_entropy * (logp.exp() * logp).sum(1).mean()
-                        if config.target_vat:  # w * mean_i KL(p_i || p(x_i + r_adv_i))
-                            loss = loss + config.target_vat * vat_loss(
+                            loss_ent = -(logp.exp() * logp).sum(1).mean()
+                        if config.target_vat:  # mean_i KL(p_i || p(x_i + r_adv_i))
+                            loss_vat = vat_loss(
                                 raw, tx[i_t],
                                 _vat_noise(config.seed, epoch * steps + step, bs,
                                            tx.shape[1:])[rank * local:(rank + 1) * local],
                                 config.vat_eps)
+                        loss = (loss_y + loss_d + config.target_entropy * loss_ent
+                                + config.target_vat * loss_vat)
                         d_correct = ((dom > 0).float() == dom_y).float().sum() / 2
                     else:
                         x, y = (sx[i_s], sy[i_s]) if config.method == "source-only" else (
                             tx[i_t], ty[i_t])
                         logits = model(x)
                         loss = loss_y = F.cross_entropy(logits.float(), y)
-                        loss_d = d_correct = torch.zeros((), device=device)
+                        loss_d = loss_ent = loss_vat = d_correct = zero
                 if not torch.isfinite(loss):
                     kept, kept_text = _last_good(out)
                     raise TrainingStopped(
@@ -417,9 +437,9 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                 # log: running sums on the device (no host sync per step), folded into
                 # the epoch's sums every 10 steps, at a checkpoint and at the epoch's end
                 y_true = sy[i_s] if config.method != "target-only" else ty[i_t]
-                pending += torch.stack([loss.detach() * local, loss_y.detach() * local,
-                                        loss_d.detach() * local,
-                                        (logits.argmax(1) == y_true).sum(), d_correct]).double()
+                pending += torch.stack([
+                    *(t.detach() * local for t in (loss, loss_y, loss_d, loss_ent, loss_vat)),
+                    (logits.argmax(1) == y_true).sum(), d_correct]).double()
                 acc["n"] += local
                 if step % 10 == 0:
                     _fold(acc, pending)
@@ -430,8 +450,10 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                     path = checkpoint(epoch, step + 1, epoch_gen_state)
                     raise TrainingStopped(
                         f"stopped by signal {signal.Signals(stop[0]).name} at epoch {epoch + 1}, "
-                        f"step {step + 1}; checkpoint saved"
-                        + (f" to {str(path)!r}; continue with --resume." if path else "."),
+                        f"step {step + 1}; "
+                        + (f"checkpoint saved to {str(path)!r}; continue with --resume."
+                           if path else "no checkpoint written (no --out folder was given)."
+                           if out is None else "rank 0 writes the checkpoint."),
                         "signal", path, history)
             start_step = 0
             _fold(acc, pending)
@@ -441,9 +463,12 @@ def train(config: TrainConfig, *, source: data.ArrayDataset | None = None,
                 import torch.distributed as dist
 
                 dist.all_reduce(sums)
-            loss_sum, ly, ld, correct, d_correct_sum, n = sums.tolist()
+            loss_sum, ly, ld, le, lv, correct, d_correct_sum, n = sums.tolist()
             row = {"epoch": epoch + 1, "lambd": lambd, "lr": lr, "loss": loss_sum / n,
-                   "loss_y": ly / n, "loss_d": ld / n, "train_acc": correct / n,
+                   "loss_y": ly / n, "loss_d": ld / n,
+                   # the unweighted target terms, None where their weight is 0
+                   "loss_ent": le / n if config.target_entropy else None,
+                   "loss_vat": lv / n if config.target_vat else None, "train_acc": correct / n,
                    "domain_acc": d_correct_sum / n if config.method == "dann" else None,
                    **_evaluate(raw, ev), "seconds": time.perf_counter() - acc["t0"]}
             collapsed = _collapsed(history, row, source.num_classes)
