@@ -203,12 +203,27 @@ def test_train_cli_unknown_method(capsys):
         capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("cmd", ["train", "run"])
-def test_help(cmd, capsys):
+@pytest.mark.parametrize(("cmd", "flags"), [
+    (["train"], ["--target-vat", "--vat-eps", "--target-entropy", "--resume", "--data-root"]),
+    (["run"], ["--seeds", "--methods", "dann+vat", "--resume"]),
+    ([], ["train", "run", "data", "saliency", "demo"]),
+], ids=["train", "run", "backflip"])
+def test_help(cmd, flags, capsys):
     with pytest.raises(SystemExit) as info:
-        main([cmd, "--help"])
+        main([*cmd, "--help"])
     assert info.value.code == 0
-    assert "--seeds" in capsys.readouterr().out if cmd == "run" else True
+    text = capsys.readouterr().out
+    assert [f for f in flags if f not in text] == []
+
+
+def test_composite_zero_checks_out_before_any_work(tmp_path, capsys, monkeypatch):
+    import backflip.dann._composite as comp
+
+    monkeypatch.setattr(comp.data, "load", lambda *a, **k: pytest.fail("loaded data first"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["run", "composite-zero", "--quick", "--out", str(blocker / "o")]) == 2
+    assert "file/o' is not writable" in capsys.readouterr().err
 
 
 def test_selection_criteria_on_toys():
@@ -243,7 +258,8 @@ def test_seeds_must_be_positive():
 def test_composite_zero_on_fake_mnist(tmp_path, fake_mnist_root):
     from backflip.dann._composite import run_composite_zero
 
-    res = run_composite_zero(quick=True, out=tmp_path, root=str(fake_mnist_root), limit=256)
+    res = run_composite_zero(quick=True, out=tmp_path, root=str(fake_mnist_root), limit=256,
+                             progress=False)
     assert res["experiment"] == "composite-zero"
     assert set(res["methods"]) == {"no-grl", "grl"}
     for r in res["methods"].values():

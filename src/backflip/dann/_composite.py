@@ -20,6 +20,7 @@ from torch import nn
 
 from backflip import data
 from backflip.dann._models import AdversarialHead
+from backflip.dann._train import _check_device, _check_out
 from backflip.schedules import dann_lambda
 
 __all__ = ["run_composite_zero"]
@@ -35,19 +36,24 @@ def _net(reverse: bool) -> nn.ModuleDict:
                           "adversary": AdversarialHead(head(), reverse=reverse)})
 
 
-def _one(train_ds, test_ds, reverse: bool, epochs: int, seed: int, batch: int = 128):
+def _one(train_ds, test_ds, reverse: bool, epochs: int, seed: int, device: torch.device,
+         progress: bool, batch: int = 128):
+    from tqdm.auto import tqdm
+
     torch.manual_seed(seed)
-    net = _net(reverse)
+    net = _net(reverse).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x, y = torch.as_tensor(train_ds.x), torch.as_tensor(train_ds.y)
-    xt, yt = torch.as_tensor(test_ds.x), torch.as_tensor(test_ds.y)
+    x, y = torch.as_tensor(train_ds.x, device=device), torch.as_tensor(train_ds.y, device=device)
+    xt, yt = torch.as_tensor(test_ds.x, device=device), torch.as_tensor(test_ds.y, device=device)
     gen = torch.Generator().manual_seed(seed)
     steps = len(x) // batch
     rows = []
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=gen)[: steps * batch].view(steps, batch)
+        order = order.to(device)
         net.train()
-        for step in range(steps):
+        desc = f"{'grl' if reverse else 'no-grl'} seed {seed} epoch {epoch + 1}/{epochs}"
+        for step in tqdm(range(steps), desc=desc, leave=False, disable=not progress):
             # λ follows the paper's schedule; the adversary learns the complement label
             if reverse:
                 net["adversary"].grl.set_lambd(dann_lambda((epoch * steps + step) /
@@ -69,13 +75,18 @@ def _one(train_ds, test_ds, reverse: bool, epochs: int, seed: int, batch: int = 
 
 
 def run_composite_zero(*, quick: bool = False, seeds: int = 1, out: str | Path = "runs",
-                       root: str | None = None, limit: int | None = None) -> dict[str, Any]:
+                       root: str | None = None, limit: int | None = None,
+                       device: str = "cpu", progress: bool = True) -> dict[str, Any]:
     """Train with and without the GRL for each seed; write results.json, report.md, a plot.
 
     results.json: ``{"experiment": "composite-zero", "methods": {"no-grl" | "grl":
     {"main_accuracy": {"mean", "std", "runs"}, "adversary_accuracy": {...},
-    "history": [...]}}}`` (final-epoch test accuracy of each head).
+    "history": [...]}}}`` (final-epoch test accuracy of each head). ``out`` is checked
+    to be writable before any work.
     """
+    _check_device(device)
+    out = _check_out(str(out))
+    dev = torch.device(device)
     torch.set_num_threads(1)
     n = limit or (6000 if quick else 30000)
     train_ds = data.load("composite-zero", "train", root=root, limit=n)
@@ -83,15 +94,14 @@ def run_composite_zero(*, quick: bool = False, seeds: int = 1, out: str | Path =
     epochs = 2 if quick else 5
     results: dict[str, Any] = {"experiment": "composite-zero", "quick": quick, "methods": {}}
     for name, reverse in (("no-grl", False), ("grl", True)):
-        runs = [_one(train_ds, test_ds, reverse, epochs, seed) for seed in range(seeds)]
+        runs = [_one(train_ds, test_ds, reverse, epochs, seed, dev, progress)
+                for seed in range(seeds)]
         stat = lambda k, r=runs: {  # noqa: E731
             "mean": float(np.mean([h[-1][k] for h in r])),
             "std": float(np.std([h[-1][k] for h in r])), "runs": [h[-1][k] for h in r]}
         results["methods"][name] = {"main_accuracy": stat("main_acc"),
                                     "adversary_accuracy": stat("adversary_acc"),
                                     "history": runs[0]}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     import matplotlib
 

@@ -119,7 +119,8 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
     if name == "composite-zero":
         from backflip.dann._composite import run_composite_zero
 
-        return run_composite_zero(quick=quick, seeds=seeds, out=out)
+        return run_composite_zero(quick=quick, seeds=seeds, out=out, device=device,
+                                  progress=progress)
     experiment_config(name, "dann")  # unknown names fail before any work
     out = Path(out)
     results: dict[str, Any] = {"experiment": name, "quick": quick, "methods": {}}
