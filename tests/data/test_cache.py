@@ -27,9 +27,10 @@ def test_manifest_records_every_file(fake_root):
         assert entry["sha256"] == sha256_file(path)
         assert entry["size"] == path.stat().st_size
     assert manifest["pinned"] is False
-    # a successful check is remembered by (size, mtime_ns)
+    # a successful check is remembered by (size, mtime_ns, ctime_ns, inode)
     st = (fake_root / "mnist" / "t10k-images-idx3-ubyte").stat()
-    assert manifest["verified"]["t10k-images-idx3-ubyte"] == [st.st_size, st.st_mtime_ns]
+    assert manifest["verified"]["t10k-images-idx3-ubyte"] == [
+        st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def test_truncated_file_is_caught(fake_root):
@@ -55,14 +56,28 @@ def test_corrupt_file_same_size_is_caught(fake_root):
     load("mnist", "train", root=fake_root)  # the other split is fine
 
 
+def test_corrupt_file_with_its_mtime_set_back_is_caught(fake_root):
+    path = fake_root / "mnist" / "t10k-labels-idx1-ubyte"
+    load("mnist", "test", root=fake_root)  # verified and remembered
+    st = path.stat()
+    raw = bytearray(path.read_bytes())
+    raw[-3:] = bytes(b ^ 0x01 for b in raw[-3:])
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # as `touch -r` or `cp -p` would
+    assert path.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(BackflipValueError, match=r"t10k-labels-idx1-ubyte is corrupt: sha256"):
+        load("mnist", "test", root=fake_root)
+
+
 def test_missing_file(fake_root):
     (fake_root / "mnist" / "t10k-images-idx3-ubyte").unlink()
     with pytest.raises(BackflipValueError, match=r"is missing from the mnist cache.*--force"):
         load("mnist", "test", root=fake_root)
 
 
-def test_damaged_manifest(fake_root):
-    (fake_root / "mnist" / "manifest.json").write_text("{not json")
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"files": []}'])
+def test_damaged_manifest(fake_root, text):
+    (fake_root / "mnist" / "manifest.json").write_text(text)
     with pytest.raises(BackflipValueError, match=r"manifest .* is damaged.*fetch mnist --force"):
         load("mnist", root=fake_root)
 
@@ -81,8 +96,9 @@ def test_unwritable_data_dir(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     with pytest.raises(BackflipValueError,
-                       match=r"data directory .*a-file/mnist is not writable.*--root DIR.*"
-                             r"\$BACKFLIP_DATA"):
+                       match=r"data directory .*a-file/mnist is not writable .*Set "
+                             r"\$BACKFLIP_DATA to a folder you can write to \(or pass root=\.\.\.; "
+                             r"CLI: `backflip data --root DIR`, `backflip train --data-root DIR`\)"):
         dataset_dir("mnist", blocker, create=True)
 
 

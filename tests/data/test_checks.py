@@ -106,6 +106,23 @@ def test_check_dataset_messages():
     assert check_dataset(load("moons", limit=5)) is not None
 
 
+@pytest.mark.parametrize(("x", "y", "match"), [
+    (np.zeros((2, 2)), [0, 1], r"'d' has x of dtype float64; the networks take float32 "
+                               r"\(images scaled to \[0, 1\]\)\. Pass x\.astype\(np\.float32\)\.$"),
+    (np.zeros((2, 1, 4, 4), np.uint8), [0, 1], r"x of dtype uint8.*x\.astype\(np\.float32\) / 255\.$"),
+    (np.zeros((2, 2), np.float32), [0.5, 1.7], r"'d' has labels of dtype float64; class labels "
+                                               r"must be integers\. Pass y\.astype\(np\.int64\)\."),
+])
+def test_check_dataset_dtypes(x, y, match):
+    with pytest.raises(BackflipTypeError, match=match):
+        check_dataset(ArrayDataset(x, np.array(y), 2, "d"))
+
+
+def test_unlabelled_target_labels_may_be_any_dtype():
+    ds = ArrayDataset(np.zeros((2, 2), np.float32), np.full(2, np.nan), 2, "t")
+    assert check_dataset(ds, "target", labels=False) is ds
+
+
 def test_check_batch_size():
     ds = load("moons", limit=10)
     assert check_batch_size(ds, 10) == 10

@@ -27,6 +27,8 @@ def test_bad_arguments():
         load("moons", seed=-1)
     with pytest.raises(BackflipValueError, match=r"source=/--from is only for mnist"):
         fetch("syndigits", source="somewhere")
+    with pytest.raises(BackflipTypeError, match=r"seed must be an int >= 0; got -1"):
+        fetch("syndigits", seed=-1)
 
 
 def test_photos_load_offline():
@@ -72,6 +74,21 @@ def test_generated_cache_corruption(fake_root):
         load("mnistm", "test", root=fake_root)
     fetch("mnistm", root=fake_root, force=True)
     assert len(load("mnistm", "test", root=fake_root)) == 100
+
+
+def test_generated_file_that_verifies_but_does_not_unzip(fake_root, monkeypatch):
+    # The sha256 check passes (patched) but the archive's CRC does not: a clear error,
+    # not zipfile.BadZipFile.
+    load("mnistm", "test", root=fake_root)
+    path = fake_root / "mnistm" / "test-seed0.npz"
+    raw = bytearray(path.read_bytes())
+    raw[200:210] = bytes(b ^ 0xFF for b in raw[200:210])
+    path.write_bytes(bytes(raw))
+    monkeypatch.setattr("backflip.data._generated.verify_files", lambda *a, **k: None)
+    with pytest.raises(BackflipValueError,
+                       match=r"test-seed0.npz cannot be read \(.*\)\. Rebuild it with "
+                             r"`backflip data fetch mnistm --force`"):
+        load("mnistm", "test", root=fake_root)
 
 
 def test_syndigits_prefix_determinism_and_labels():

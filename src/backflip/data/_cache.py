@@ -3,11 +3,12 @@
 Layout: ``<root>/<dataset>/`` holds the data files and ``manifest.json``::
 
     {"dataset": "mnist", "files": {"train-images-idx3-ubyte": {"sha256": "...", "size": 47040016}},
-     "verified": {"train-images-idx3-ubyte": [47040016, 1700000000000000000]}, ...}
+     "verified": {"train-images-idx3-ubyte": [47040016, mtime_ns, ctime_ns, inode]}, ...}
 
-``verified`` caches a successful full hash by (size, mtime_ns): a file whose size
-or modification time changed is hashed again, so a truncated or rewritten file is
-always caught; an unchanged one costs a ``stat``.
+``verified`` caches a successful full hash by (size, mtime_ns, ctime_ns, inode): a
+file that was written to, replaced or moved since is hashed again, so a truncated or
+rewritten file is always caught (even one whose mtime was set back: the ctime cannot
+be); an unchanged one costs a ``stat``.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def dataset_dir(name: str, root: str | os.PathLike[str] | None = None, *, create
         except OSError as err:
             raise BackflipValueError(
                 f"the data directory {path} is not writable ({err.strerror or err}). "
-                "Pass a writable directory with root=... (CLI: --root DIR) or set "
-                "$BACKFLIP_DATA."
+                "Set $BACKFLIP_DATA to a folder you can write to (or pass root=...; "
+                "CLI: `backflip data --root DIR`, `backflip train --data-root DIR`)."
             ) from err
     return path
 
@@ -97,7 +98,7 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
         return None
     try:
         manifest = json.loads(path.read_text())
-        if not isinstance(manifest.get("files"), dict):
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
             raise ValueError("no 'files' table")
     except ValueError as err:
         raise BackflipValueError(
@@ -121,8 +122,10 @@ def verify_files(directory: Path, manifest: dict[str, Any], names: list[str] | N
                  *, full: bool = False) -> None:
     """Check the files of a manifest against their recorded sha256.
 
-    A file whose (size, mtime) matches the last successful check is trusted unless
-    ``full``; any other file is hashed. Raises BackflipValueError for a missing,
+    A file whose (size, mtime, ctime, inode) matches the last successful check is
+    trusted unless ``full``; any other file is hashed. Any write to a file changes its
+    ctime, which no tool can set back (``touch`` and ``cp -p`` restore only the mtime),
+    so a file changed in place is hashed again. Raises BackflipValueError for a missing,
     truncated or corrupt file, with the command that re-fetches it.
     """
     dataset = manifest.get("dataset", directory.name)
@@ -137,7 +140,7 @@ def verify_files(directory: Path, manifest: dict[str, Any], names: list[str] | N
             raise BackflipValueError(
                 f"{path} is missing from the {dataset} cache. {_refetch_hint(dataset)}"
             ) from None
-        stamp = [st.st_size, st.st_mtime_ns]
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         if not full and verified.get(name) == stamp:
             continue
         if st.st_size != entry["size"]:

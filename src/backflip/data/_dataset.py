@@ -46,8 +46,8 @@ def _shape(ds: ArrayDataset) -> str:
 def check_dataset(ds: ArrayDataset, role: str = "source", *, labels: bool = True) -> ArrayDataset:
     """Check a data set before training; returns it unchanged.
 
-    It must be non-empty, ``x`` and ``y`` must have the same length, and (where
-    ``labels``) every label must lie in ``[0, num_classes)``. ``role`` (e.g.
+    It must be non-empty, ``x`` float32, ``x`` and ``y`` of the same length, and (where
+    ``labels``) every label an integer in ``[0, num_classes)``. ``role`` (e.g.
     ``"target"``) names the data set in the message.
 
     >>> check_dataset(ArrayDataset(np.zeros((1, 2), np.float32), np.array([3]), 2, "toy"))
@@ -64,6 +64,17 @@ def check_dataset(ds: ArrayDataset, role: str = "source", *, labels: bool = True
         raise BackflipValueError(
             f"the {role} data set {ds.name!r} is empty (0 samples). Check its split, "
             "`limit` and path; training needs at least one batch from each domain."
+        )
+    if ds.x.dtype != np.float32:
+        raise BackflipTypeError(
+            f"the {role} data set {ds.name!r} has x of dtype {ds.x.dtype}; the networks "
+            "take float32 (images scaled to [0, 1]). Pass x.astype(np.float32)"
+            + (" / 255" if np.issubdtype(ds.x.dtype, np.integer) else "") + "."
+        )
+    if labels and not np.issubdtype(ds.y.dtype, np.integer):
+        raise BackflipTypeError(
+            f"the {role} data set {ds.name!r} has labels of dtype {ds.y.dtype}; class "
+            "labels must be integers. Pass y.astype(np.int64)."
         )
     if ds.y.shape != (len(ds),):
         raise BackflipValueError(

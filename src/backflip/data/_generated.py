@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def cached_npz(name: str, split: str, seed: int, root: str | os.PathLike[str] | 
         try:
             with np.load(directory / file) as npz:
                 return {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError) as err:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
             raise BackflipValueError(
                 f"{directory / file} cannot be read ({err}). Rebuild it with "
                 f"`backflip data fetch {name} --force`."

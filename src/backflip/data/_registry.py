@@ -124,6 +124,7 @@ def fetch(name: str = "mnist", *, root: str | os.PathLike[str] | None = None,
     ``force`` fetches or rebuilds even when a valid copy is cached.
     """
     _check_name(name)
+    _check_args(SPLITS[0], seed, None)
     if source is not None and name != "mnist":
         raise BackflipValueError(
             f"source=/--from is only for mnist; {name!r} is generated. Drop it."
