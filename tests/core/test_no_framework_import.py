@@ -21,3 +21,16 @@ def test_adapter_imports_only_its_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_cli_parser_and_the_dann_config_import_no_framework():
+    # `backflip --help` and `backflip data ...` build every sub-command's parser, and
+    # `backflip train`'s flags come from TrainConfig: none of it may pull in torch.
+    code = (
+        "import sys; from backflip.cli import build_parser; build_parser();"
+        "from backflip.dann import TrainConfig, METHODS; TrainConfig(source='moons');"
+        f"print(','.join(m for m in {FRAMEWORKS!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+

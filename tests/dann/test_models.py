@@ -104,3 +104,12 @@ def test_dann_over_user_modules():
     m = DANN(nn.Linear(4, 3), nn.Linear(3, 5), nn.Linear(3, 1))
     assert m(torch.zeros(2, 4)).shape == (2, 5)
     assert m.embed(torch.zeros(2, 4)).shape == (2, 3)
+
+
+def test_dann_names_resolve_lazily():
+    import backflip.dann as dann
+
+    assert all(getattr(dann, name) is not None for name in dann.__all__)
+    assert set(dann.__all__) <= set(dir(dann))
+    with pytest.raises(AttributeError, match=r"module 'backflip.dann' has no attribute 'nope'"):
+        _ = dann.nope

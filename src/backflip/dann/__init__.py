@@ -11,14 +11,18 @@ model selection without target labels, plots, and the ``backflip run`` experimen
 True
 """
 
-from backflip.dann._checkpoint import load_checkpoint, load_model, save_checkpoint
-from backflip.dann._config import METHODS, TrainConfig, add_config_arguments, config_from_args
-from backflip.dann._data import apply_transform, load_domain
-from backflip.dann._domain_norm import DomainBatchNorm, bn_domain
-from backflip.dann._models import ARCHITECTURES, DANN, AdversarialHead, Standardize, build_model
-from backflip.dann._selection import CRITERIA, dev_risk, pick, snd, target_entropy
-from backflip.dann._train import TrainingStopped, TrainResult, train
-from backflip.dann._vat import vat_loss
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers: at run time each name is imported on first use
+    from backflip.dann._checkpoint import load_checkpoint, load_model, save_checkpoint
+    from backflip.dann._config import METHODS, TrainConfig, add_config_arguments, config_from_args
+    from backflip.dann._data import apply_transform, load_domain
+    from backflip.dann._domain_norm import DomainBatchNorm, bn_domain
+    from backflip.dann._models import ARCHITECTURES, DANN, AdversarialHead, Standardize, build_model
+    from backflip.dann._selection import CRITERIA, dev_risk, pick, snd, target_entropy
+    from backflip.dann._train import TrainingStopped, TrainResult, train
+    from backflip.dann._vat import vat_loss
 
 __all__ = [
     "ARCHITECTURES",
@@ -47,3 +51,24 @@ __all__ = [
     "train",
     "vat_loss",
 ]
+
+#: The private modules that define the names above, the framework-free ones first.
+_MODULES = ("_config", "_data", "_selection", "_checkpoint", "_domain_norm", "_models",
+            "_train", "_vat")
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: a public name is imported when first used, so importing the typed config
+    # (backflip.dann._config, no framework) does not import torch, and `backflip --help`
+    # and `backflip data ...` stay quick.
+    if name in __all__:
+        for module in _MODULES:
+            value = getattr(importlib.import_module(f"{__name__}.{module}"), name, _MODULES)
+            if value is not _MODULES:
+                globals()[name] = value  # from now on a plain module attribute
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
