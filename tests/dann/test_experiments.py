@@ -40,6 +40,55 @@ def test_results_json_shape_report_and_plots(tmp_path, tiny_moons):
     assert "target-only (upper bound, uses target labels)" in report
     for png in ("curves-dann.png", "features-pca.png", "decision-boundary.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    for name, m in res["methods"].items():  # the first seed's features, each method
+        assert m["target_test_samples"] == 60  # the preset's eval_limit here
+        assert m["proxy_a_distance"]["seed"] == 0 and 0 <= m["proxy_a_distance"]["value"] <= 2
+        assert f"{name} {m['proxy_a_distance']['value']:.2f} (seed 0)" in report
+    assert "| 2 | 60 |" in report and "population standard deviation" in report
+    # the headline is the final epoch of each run, as its metrics.jsonl logged it
+    rows = [json.loads(line) for line in
+            (tmp_path / "runs" / "dann-seed1" / "metrics.jsonl").read_text().splitlines()]
+    assert res["methods"]["dann"]["target_accuracy"]["runs"][1] == rows[-1]["target_acc"]
+
+
+def test_feature_plots_show_before_first_and_use_each_domains_statistics(tmp_path):
+    # A tiny mnist-bn-like model: the DomainBatchNorm's default domain at each embed
+    # call tells which statistics the source and the target images went through.
+    import torch
+    from torch import nn
+
+    from backflip.dann import DANN, DomainBatchNorm, TrainConfig, TrainResult
+    from backflip.dann import _plots as plots_mod
+
+    seen, titles = [], []
+    real = plots_mod.FeatureProjection
+
+    def record(fs, ft, title):
+        titles.append(title)
+        return real(fs, ft, title)
+
+    def model():
+        norm = DomainBatchNorm(4)
+        norm.register_forward_hook(lambda m, i, o: seen.append(m.domain))
+        return DANN(nn.Sequential(nn.Linear(2, 4), norm), nn.Linear(4, 2),
+                    nn.Linear(4, 1)).eval()
+
+    cfg = TrainConfig(source="moons", target="moons-rotated", limit=50)
+    hist = [{"epoch": 1, "train_acc": 0.5, "target_acc": 0.5, "lambd": 0.5, "domain_acc": 0.6,
+             "loss_y": 0.7, "loss_d": 0.7}]
+    kept = {m: TrainResult(TrainConfig.from_dict({**cfg.to_dict(), "method": m}), model(), hist)
+            for m in ("dann", "source-only")}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots_mod, "FeatureProjection", record)
+        files, pads = ex._plots("moons", kept, tmp_path)
+    assert titles == ["before adaptation: source-only, seed 0", "after adaptation: dann, seed 0"]
+    # the four embeddings come first (the decision boundary's predictions follow):
+    # source-only's use the source statistics for both; dann's each domain's own
+    assert seen[:4] == [0, 0, 0, 1]
+    assert set(pads) == {"dann", "source-only"} and "features-pca.png" in files
+    assert all(not m.training for m in kept["dann"].model.modules())
+    assert kept["dann"].model.features[1].domain == 1  # left on the target's, the default
+    torch.testing.assert_close(kept["dann"].model.features[1].running_mean, torch.zeros(2, 4))
 
 
 def test_methods_option_runs_only_those(tmp_path, tiny_moons):
@@ -95,7 +144,7 @@ def test_a_collapsed_seed_is_counted_and_listed(tmp_path, tiny_moons, monkeypatc
     assert dann["collapsed_seeds"] == [1]
     assert len(dann["target_accuracy"]["runs"]) == 2  # counted, not dropped
     assert dann["target_accuracy"]["runs"][1] < 0.7
-    assert len(dann["selected_target_accuracy"]["snd"]["runs"]) == 1
+    assert len(dann["selected_target_accuracy"]["snd"]["runs"]) == 2  # its epochs count too
     assert "dann seed 1: training collapsed in epoch " in capsys.readouterr().err
     assert "(1 run(s) collapsed, counted)" in ex.table(res)
 
@@ -248,6 +297,25 @@ def test_selection_criteria_on_toys():
     got = pick(hist)
     assert {k: v["epoch"] for k, v in got.items()} == {
         "source_val_acc": 1, "dev_risk": 2, "target_entropy": 1, "snd": 2}
+
+
+def test_dev_control_variate_on_literal_weights():
+    from backflip.dann._selection import _dev_estimate
+
+    # mean(wL) 0.375, Cov(wL, w) -0.2083, Var(w) 0.4167: eta 0.5, risk 0.375 + 0.5 x 0.25
+    w, loss = np.array([0.5, 1.5, 1.0, 2.0]), np.array([1.0, 0.0, 1.0, 0.0])
+    assert _dev_estimate(w, loss) == pytest.approx(0.5)
+    assert _dev_estimate(np.ones(4), loss) == pytest.approx(0.5)  # equal weights: the mean
+
+
+def test_proxy_a_distance_follows_the_domain_classifier_error():
+    from backflip.dann._plots import proxy_a_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2000, 1)), rng.normal(size=(2000, 1))
+    assert abs(proxy_a_distance(a, b)) < 0.15  # one distribution: error 0.5
+    # unit Gaussians 1 apart: Bayes error Phi(-0.5) = 0.3085, so 2 (1 - 2 x 0.3085) = 0.766
+    assert proxy_a_distance(a, b + 1.0) == pytest.approx(0.766, abs=0.08)
 
 
 def test_seeds_must_be_positive():

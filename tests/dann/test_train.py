@@ -315,6 +315,21 @@ def test_fake_mnist_to_mnistm_and_load_domain(tmp_path, fake_mnist_root):
     assert model(torch.as_tensor(src.x[:5])).shape == (5, 10)
 
 
+def test_no_selection_criterion_reads_target_labels(tiny_config, moons_domains):
+    s, t, tt = moons_domains
+    rng = np.random.default_rng(0)
+    shuffled = lambda d: data.ArrayDataset(d.x, rng.permutation(d.y), d.num_classes, d.name)  # noqa: E731
+    base = train(tiny_config(), source=s, target=t, target_test=tt)
+    other = train(tiny_config(), source=s, target=shuffled(t), target_test=shuffled(tt))
+    crit = ("source_val_acc", "dev_risk", "target_entropy", "snd")
+    for a, b in zip(base.history, other.history, strict=True):
+        assert [a[c] for c in crit] == [b[c] for c in crit]
+    assert {k: v["epoch"] for k, v in base.selection.items()} == {
+        k: v["epoch"] for k, v in other.selection.items()}
+    # only the reported accuracy changes with the target test labels
+    assert [r["target_acc"] for r in base.history] != [r["target_acc"] for r in other.history]
+
+
 def test_signal_without_out_says_no_checkpoint_was_written(tiny_config, moons_domains,
                                                            monkeypatch):
     real = train_mod.dann_lambda

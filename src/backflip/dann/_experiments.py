@@ -12,6 +12,7 @@ import numpy as np
 
 from backflip._errors import BackflipValueError
 from backflip.dann._config import METHODS, TrainConfig
+from backflip.dann._selection import pick
 from backflip.dann._train import TrainingStopped, TrainResult, train
 
 __all__ = ["EXPERIMENTS", "RUN_METHODS", "VARIANTS", "VAT_SETTINGS", "experiment_config",
@@ -79,11 +80,10 @@ def experiment_config(name: str, method: str, *, quick: bool = False, seed: int 
             "composite-zero."
         )
     full, fast = EXPERIMENTS[name]
-    if method in ("dann+vat", "vat"):
-        overrides = {**VAT_SETTINGS[name], **overrides}
+    vat = VAT_SETTINGS[name] if method in ("dann+vat", "vat") else {}
     method, settings = VARIANTS.get(method, (method, {}))
-    values = {**full, **(fast if quick else {}), **settings, "method": method, "seed": seed,
-              **{k: v for k, v in overrides.items() if v is not None}}
+    values = {**full, **(fast if quick else {}), **settings, **vat, "method": method,
+              "seed": seed, **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig.from_dict(values)
 
 
@@ -127,6 +127,7 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
     kept: dict[str, TrainResult] = {}
     for method in methods:
         accs, picks, secs, collapsed = [], [], [], []
+        n_test = None
         for seed in range(seeds):
             cfg = experiment_config(name, method, quick=quick, seed=seed, device=device,
                                     out=str(out / "runs" / f"{method}-seed{seed}"),
@@ -137,20 +138,24 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
                 if stop.reason != "collapse":  # NaN or a signal: summarise, then stop too
                     if accs:
                         results["methods"][method] = _summary(name, method, quick, accs,
-                                                              picks, secs, collapsed)
+                                                              picks, secs, collapsed, n_test)
                     raise _end_sweep(stop, method, seed, results, kept, out, plots) from stop
                 # A collapsed run counts, at the accuracy it collapsed to: dropping it
                 # would flatter the mean. results.json lists the seed.
                 print(f"backflip: {method} seed {seed}: {stop}", file=sys.stderr)
                 secs.append(sum(r["seconds"] for r in stop.history))
                 accs.append(float(stop.history[-1]["target_acc"]))
+                picks.append(pick(stop.history))  # its epochs, the collapsed one too
                 collapsed.append(seed)
+                n_test = stop.history[-1].get("target_test_n")
                 continue
             secs.append(sum(r["seconds"] for r in res.history))
             accs.append(res.target_accuracy)
             picks.append(res.selection)
+            n_test = res.history[-1].get("target_test_n")  # absent in older run folders
             kept.setdefault(method, res)
-        results["methods"][method] = _summary(name, method, quick, accs, picks, secs, collapsed)
+        results["methods"][method] = _summary(name, method, quick, accs, picks, secs, collapsed,
+                                              n_test)
     _write(results, kept, out, plots)
     return results
 
@@ -171,41 +176,49 @@ def _end_sweep(stop: TrainingStopped, method: str, seed: int, results: dict[str,
 
 
 def _summary(name: str, method: str, quick: bool, accs: list[float],
-             picks: list[dict[str, Any]], secs: list[float], collapsed: list[int]
-             ) -> dict[str, Any]:
+             picks: list[dict[str, Any]], secs: list[float], collapsed: list[int],
+             n_test: int | None) -> dict[str, Any]:
     # One method's entry of results.json: final-epoch accuracy, selections, time, config.
+    config = experiment_config(name, method, quick=quick)
     return {
         "target_accuracy": _stats(accs),
+        # how many target test images score it (the first eval_limit of the split)
+        "target_test_samples": n_test,
         "collapsed_seeds": collapsed,
         "selected_target_accuracy": {
             c: _stats([p[c]["target_acc"] for p in picks if c in p])
             for c in (picks[0] if picks else {})},
         "seconds": _stats(secs),
-        "config": dataclasses.asdict(experiment_config(name, method, quick=quick)),
+        "config": dataclasses.asdict(config),
     }
 
 
 def _write(results: dict[str, Any], kept: dict[str, TrainResult], out: Path,
            plots: bool) -> None:
-    # results.json, the plots of the first finished run of each method, report.md.
+    # The plots of the first finished run of each method (and its proxy A-distance, into
+    # results), results.json, report.md.
     out.mkdir(parents=True, exist_ok=True)
+    figures, pads = _plots(results["experiment"], kept, out) if plots and kept else ([], {})
+    for method, pad in pads.items():
+        results["methods"][method]["proxy_a_distance"] = pad
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    figures = _plots(results["experiment"], kept, out) if plots and kept else []
     (out / "report.md").write_text(report(results, figures))
 
 
 def table(results: dict[str, Any]) -> str:
     """Markdown table of target accuracy (mean +- std over seeds) per method."""
-    lines = ["| method | target accuracy (final epoch) | seeds | training seconds per run |",
-             "|---|---|---|---|"]
+    lines = ["| method | target accuracy (final epoch), mean +- std | seeds | target test "
+             "images | training seconds per run |", "|---|---|---|---|---|"]
     for method, r in results["methods"].items():
         a, s = r["target_accuracy"], r["seconds"]
         label = _LABELS.get(method, method)
         if r.get("collapsed_seeds"):
             label += f" ({len(r['collapsed_seeds'])} run(s) collapsed, counted)"
         lines.append(f"| {label} | {a['mean']:.4f} +- {a['std']:.4f} | {len(a['runs'])} | "
-                     f"{s['mean']:.1f} |")
-    return "\n".join(lines) + "\n"
+                     f"{r.get('target_test_samples') or '-'} | {s['mean']:.1f} |")
+    return "\n".join([*lines, "", "std: the population standard deviation over the seeds "
+                       "(ddof 0). Test images: how many target test images score the "
+                       "accuracy (the first --eval-limit of the split)."]) + "\n"
 
 
 def report(results: dict[str, Any], figures: list[str]) -> str:
@@ -224,11 +237,25 @@ def report(results: dict[str, Any], figures: list[str]) -> str:
         cells = [f"{sel[c]['mean']:.4f}" if c in sel else "-"
                  for c in ("source_val_acc", "dev_risk", "target_entropy", "snd")]
         text.append(f"| {method} | " + " | ".join(cells) + " |")
+    pads = {m: r["proxy_a_distance"] for m, r in results["methods"].items()
+            if "proxy_a_distance" in r}
+    if pads:
+        text += ["", "Proxy A-distance of the features of source and target test images (a "
+                 "linear domain classifier on a held-out half; 0: indistinguishable, 2: "
+                 "separable): " + ", ".join(f"{m} {p['value']:.2f} (seed {p['seed']})"
+                                            for m, p in pads.items()) + "."]
+        if "source-only" not in pads:
+            text.append("No source-only run among --methods, so no 'before adaptation' "
+                        "panel: add source-only to compare.")
     text += [""] + [f"![{f}]({f})" for f in figures]
     return "\n".join(text) + "\n"
 
 
-def _plots(name: str, kept: dict[str, TrainResult], out: Path) -> list[str]:
+def _plots(name: str, kept: dict[str, TrainResult], out: Path
+           ) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    # Curves per method; PCA of source vs target features, before adaptation
+    # (source-only) first; the moons decision boundary. Returns the files and each
+    # method's proxy A-distance.
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -236,35 +263,50 @@ def _plots(name: str, kept: dict[str, TrainResult], out: Path) -> list[str]:
     import torch
 
     from backflip.dann._data import load_domain
+    from backflip.dann._domain_norm import bn_domain
     from backflip.dann._plots import DecisionBoundary, FeatureProjection, TrainingCurves
+    from backflip.dann._train import _domains
 
     files = []
     for method, res in kept.items():
-        fig = TrainingCurves(res.history, f"{name}: {method}").plot()
+        fig = TrainingCurves(res.history, f"{name}: {method}, seed {res.config.seed}").plot()
         fig.savefig(out / f"curves-{method}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         files.append(f"curves-{method}.png")
-    some = next(iter(kept.values()))
+    order = sorted(kept, key=lambda m: m != "source-only")  # "before" first; stable
+    some = kept[order[0]]
     src = load_domain(some.config, "source", "test")
     tgt = load_domain(some.config, "target", "test")
-    n = 1000
-    fig, axes = plt.subplots(1, len(kept), figsize=(4.2 * len(kept), 3.6), squeeze=False)
+    n, pads = 1000, {}
+    fig, axes = plt.subplots(1, len(kept), figsize=(4.2 * len(kept), 3.9), squeeze=False,
+                             layout="constrained")
     with torch.no_grad():
-        for ax, (method, res) in zip(axes[0], kept.items(), strict=True):
+        for ax, method in zip(axes[0], order, strict=True):
+            res = kept[method]
+            # each domain's images through its own batch statistics, as in training
+            source_stats, target_stats = _domains(res.config.method)
+            bn_domain(res.model, source_stats)
             fs = res.model.embed(torch.as_tensor(src.x[:n])).numpy()
+            bn_domain(res.model, target_stats)  # the default a loaded model applies
             ft = res.model.embed(torch.as_tensor(tgt.x[:n])).numpy()
-            FeatureProjection(fs, ft, f"{method} features").plot(ax=ax)
+            stage = {"source-only": "before adaptation", "target-only": "upper bound"}.get(
+                method, "after adaptation")
+            proj = FeatureProjection(fs, ft, f"{stage}: {method}, seed {res.config.seed}")
+            proj.plot(ax=ax)
+            pads[method] = {"value": proj.pad_, "seed": res.config.seed}
     fig.savefig(out / "features-pca.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     files.append("features-pca.png")
     if src.x.ndim == 2 and src.x.shape[1] == 2:
-        fig, axes = plt.subplots(1, len(kept), figsize=(4.2 * len(kept), 3.6), squeeze=False)
-        for ax, (method, res) in zip(axes[0], kept.items(), strict=True):
-            def predict(x, m=res.model):
+        fig, axes = plt.subplots(1, len(kept), figsize=(4.2 * len(kept), 3.9), squeeze=False,
+                             layout="constrained")
+        for ax, method in zip(axes[0], order, strict=True):
+            def predict(x, m=kept[method].model):
                 with torch.no_grad():
                     return m(torch.as_tensor(x)).argmax(1).numpy()
-            DecisionBoundary(predict, src.x, src.y, tgt.x, method).plot(ax=ax)
+            DecisionBoundary(predict, src.x, src.y, tgt.x,
+                             f"{method}, seed {kept[method].config.seed}").plot(ax=ax)
         fig.savefig(out / "decision-boundary.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         files.append("decision-boundary.png")
-    return files
+    return files, pads

@@ -1,6 +1,6 @@
 """Plots of a run (scikit-learn style: compute once in the constructor, ``plot(ax=None)``).
 
-* :class:`TrainingCurves`: accuracy and loss per epoch (label head, domain head) with λ;
+* :class:`TrainingCurves`: accuracy and loss per epoch (label head, domain head), with λ;
 * :class:`FeatureProjection`: PCA of source vs target features;
 * :class:`DecisionBoundary`: a 2-d classifier's regions with both domains;
 * :func:`proxy_a_distance`: ``2 (1 - 2 err)`` of a linear domain classifier on features
@@ -50,7 +50,11 @@ def proxy_a_distance(source_feats: np.ndarray, target_feats: np.ndarray, seed: i
 
 
 class TrainingCurves:
-    """Per-epoch accuracy and loss of the label and domain heads, with λ on a twin axis.
+    """Per-epoch accuracy (with λ where the adversary acts) and loss of both heads.
+
+    ``plot(ax=None)`` draws accuracy on one axes (λ on its right axis, for ``dann``
+    histories) and the losses on a second; pass ``ax`` as a pair of Axes to draw into
+    your own figure.
 
     >>> h = [{"epoch": 1, "train_acc": .5, "target_acc": .4, "source_val_acc": .5,
     ...       "domain_acc": .9, "loss_y": 1.0, "loss_d": .6, "lambd": 0.0}]
@@ -62,28 +66,54 @@ class TrainingCurves:
         self.history_ = history
         self.title = title
 
-    def plot(self, ax=None):
-        fig, ax = _axes(ax)
-        ep = [r["epoch"] for r in self.history_]
-        for key, label in (("train_acc", "label head, source train acc"),
-                           ("source_val_acc", "source val acc"),
-                           ("target_acc", "target test acc (reported only)"),
-                           ("domain_acc", "domain head acc")):
+    def _series(self, keys: tuple[tuple[str, str], ...]):
+        for key, label in keys:
             vals = [r.get(key) for r in self.history_]
             if all(v is not None for v in vals):
-                ax.plot(ep, vals, label=label)
-        for key, label in (("loss_y", "label loss"), ("loss_d", "domain loss")):
-            vals = [r.get(key) for r in self.history_]
-            if all(v is not None for v in vals) and any(vals):
-                ax.plot(ep, vals, "--", label=label)
-        twin = ax.twinx()
-        twin.plot(ep, [r["lambd"] for r in self.history_], ":", color="k", label="λ")
-        twin.set_ylabel("λ")
-        twin.set_ylim(0, 1.05)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy / loss")
-        ax.set_title(self.title)
-        ax.legend(fontsize=6, loc="center right")
+                yield vals, label
+
+    def plot(self, ax=None):
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+
+        if ax is None:
+            fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(9.5, 3.6), layout="constrained")
+        else:
+            acc_ax, loss_ax = ax
+            fig = acc_ax.figure
+        ep = [r["epoch"] for r in self.history_]
+        style = {"marker": "o", "ms": 3} if len(ep) <= 12 else {}
+        for vals, label in self._series((
+                ("train_acc", "label head, source train"), ("source_val_acc", "source val"),
+                ("target_acc", "target test (reported only)"),
+                ("domain_acc", "domain head (0.5: domains confused)"))):
+            acc_ax.plot(ep, vals, label=label, **style)
+        handles, labels = acc_ax.get_legend_handles_labels()
+        if all(r.get("domain_acc") is not None for r in self.history_):  # dann: λ acts
+            lambd = [r["lambd"] for r in self.history_]
+            twin = acc_ax.twinx()
+            handles += twin.plot(ep, lambd, ":", color="k", **style)
+            labels.append("λ (right axis)")
+            twin.set_ylabel("λ")
+            twin.set_ylim(0, 1.05 * max(1.0, *lambd))
+        acc_ax.set_ylim(0, 1.02)
+        acc_ax.set_ylabel("accuracy")
+        acc_ax.legend(handles, labels, fontsize=6.5, loc="lower right")
+        for vals, label in self._series((
+                ("loss_y", "label loss"), ("loss_d", "domain loss"),
+                ("loss_ent", "target entropy (unweighted)"),
+                ("loss_vat", "target VAT (unweighted)"))):
+            if any(vals):
+                loss_ax.plot(ep, vals, label=label, **style)
+        loss_ax.set_ylabel("loss")
+        loss_ax.legend(fontsize=6.5)
+        for a in (acc_ax, loss_ax):
+            a.set_xlabel("epoch")
+            a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.suptitle(self.title, fontsize=10)
         return fig
 
 
@@ -104,8 +134,10 @@ class FeatureProjection:
         fig, ax = _axes(ax)
         ax.scatter(*self.source_.T, s=3, alpha=0.5, label="source")
         ax.scatter(*self.target_.T, s=3, alpha=0.5, label="target")
-        ax.set_title(f"{self.title} (proxy A-distance {self.pad_:.2f})", fontsize=8)
-        ax.legend(fontsize=7)
+        ax.set_title(f"{self.title}\nproxy A-distance {self.pad_:.2f}", fontsize=8)
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.legend(fontsize=7, markerscale=3)
         return fig
 
 
@@ -124,9 +156,17 @@ class DecisionBoundary:
 
     def plot(self, ax=None):
         fig, ax = _axes(ax)
-        ax.contourf(self.xx_, self.yy_, self.zz_, alpha=0.25, cmap="coolwarm")
-        ax.scatter(*self.source_x.T, c=self.source_y, cmap="coolwarm", s=4, label="source")
-        ax.scatter(*self.target_x.T, c="k", s=2, alpha=0.4, label="target")
-        ax.set_title(self.title)
-        ax.legend(fontsize=7)
+        k = int(max(self.source_y.max(), self.zz_.max())) + 1
+        colours = [f"C{c % 10}" for c in range(k)]
+        ax.contourf(self.xx_, self.yy_, self.zz_, levels=np.arange(k + 1) - 0.5, alpha=0.25,
+                    colors=colours)
+        for c in range(k):
+            pts = self.source_x[self.source_y == c]
+            if len(pts):
+                ax.scatter(*pts.T, color=colours[c], s=4, label=f"source, class {c}")
+        ax.scatter(*self.target_x.T, c="k", s=2, alpha=0.4, label="target (unlabelled)")
+        ax.set_title(f"{self.title}\nshaded: the predicted class, in its colour", fontsize=8)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+        ax.legend(fontsize=6.5, markerscale=2)
         return fig

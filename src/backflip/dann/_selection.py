@@ -7,10 +7,12 @@ source-validation labels and unlabelled target samples only:
 * ``dev_risk`` (lower is better): Deep Embedded Validation (You et al., ICML 2019),
   the source-validation loss importance-weighted by ``w(x) = p_t(x) / p_s(x)`` from a
   logistic domain classifier on the features, with the control variate
-  ``eta = -Cov(L, w) / Var(w)``: ``risk = mean(w L) + eta mean(w) - eta``;
+  ``eta = -Cov(w L, w) / Var(w)``: ``risk = mean(w L) + eta mean(w) - eta``;
 * ``target_entropy`` (lower is better): mean prediction entropy on the target;
 * ``snd`` (higher is better): soft neighbourhood density (Saito et al., ICCV 2021), the
-  entropy of the softmax over target-target similarities of the predictions.
+  entropy of the softmax over target-target similarities of the predictions. It is
+  highest when every target point is predicted alike, so a model that has collapsed
+  onto one class scores well: read it beside the others, never alone.
 """
 
 from __future__ import annotations
@@ -68,8 +70,12 @@ def dev_risk(source_train_feats: np.ndarray, target_feats: np.ndarray,
             np.r_[np.zeros(len(xs)), np.ones(len(xt))])
     pt = clf.predict_proba((np.asarray(val_feats, np.float64) - mu) / sd)[:, 1]
     pt = np.clip(pt, 1e-6, 1 - 1e-6)
-    w = pt / (1 - pt) * len(xs) / len(xt)
-    loss = np.asarray(val_losses, np.float64)
+    return _dev_estimate(pt / (1 - pt) * len(xs) / len(xt), np.asarray(val_losses, np.float64))
+
+
+def _dev_estimate(w: np.ndarray, loss: np.ndarray) -> float:
+    # The importance-weighted mean loss with DEV's control variate (the weights' mean is
+    # 1 in expectation): mean(w L) + eta (mean(w) - 1), eta = -Cov(w L, w) / Var(w).
     wl = w * loss
     var = w.var(ddof=1)
     eta = 0.0 if var < 1e-12 else -np.cov(wl, w)[0, 1] / var

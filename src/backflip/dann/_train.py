@@ -158,6 +158,7 @@ def _evaluate(model: DANN, ev: dict[str, Any]) -> dict[str, float]:
     bn_domain(model, target_domain)
     t_logits, _ = _predict(model, ev["target_test_x"])
     out["target_acc"] = float((t_logits.argmax(1) == ev["target_test_y"]).mean())
+    out["target_test_n"] = len(ev["target_test_y"])  # the first --eval-limit test images
     tu_logits, tu_feats = _predict(model, ev["target_x"])
     out["target_entropy"] = target_entropy(tu_logits)
     out["snd"] = snd(tu_logits[:1000])
