@@ -20,8 +20,9 @@ normalise a training batch with its own batch statistics and leave every running
 statistic as it was (``nn.BatchNorm*``, ``nn.InstanceNorm*`` with running statistics,
 :class:`~backflip.dann.DomainBatchNorm`): otherwise three extra target-only batches per
 step, two of them perturbed, would drag the statistics that the model applies at test
-time. Dropout is off in them: the term measures how the prediction moves with the
-input, not with the dropout masks, and nothing is drawn from the global RNG. The random
+time. Dropout modules (``nn.Dropout*``) are off in them: the term measures how the
+prediction moves with the input, not with the dropout masks, and nothing is drawn from
+the global RNG (a functional ``F.dropout`` inside a custom module is not seen). The random
 directions come from the caller's ``noise``, so a run is reproducible and a resumed or
 distributed run draws the same.
 """
