@@ -11,7 +11,18 @@ schedules), :mod:`backflip.rules` (the gradient rules with NumPy references) and
 :mod:`backflip.conformance` (the cases every backend must pass).
 """
 
-from backflip._errors import BackflipError, BackflipTypeError, BackflipValueError
+from backflip._errors import (
+    BackflipError,
+    BackflipImportError,
+    BackflipTypeError,
+    BackflipValueError,
+)
 
 __version__ = "0.1.0"
-__all__ = ["BackflipError", "BackflipTypeError", "BackflipValueError", "__version__"]
+__all__ = [
+    "BackflipError",
+    "BackflipImportError",
+    "BackflipTypeError",
+    "BackflipValueError",
+    "__version__",
+]

@@ -7,7 +7,7 @@ concrete classes also derive from the built-in they refine, so existing
 
 from __future__ import annotations
 
-__all__ = ["BackflipError", "BackflipTypeError", "BackflipValueError"]
+__all__ = ["BackflipError", "BackflipImportError", "BackflipTypeError", "BackflipValueError"]
 
 
 class BackflipError(Exception):
@@ -20,3 +20,7 @@ class BackflipValueError(BackflipError, ValueError):
 
 class BackflipTypeError(BackflipError, TypeError):
     """An argument has the wrong type or dtype."""
+
+
+class BackflipImportError(BackflipError, ImportError):
+    """An optional dependency is missing; the message names the extra that installs it."""
