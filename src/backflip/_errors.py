@@ -22,5 +22,9 @@ class BackflipTypeError(BackflipError, TypeError):
     """An argument has the wrong type or dtype."""
 
 
-class BackflipImportError(BackflipError, ImportError):
-    """An optional dependency is missing; the message names the extra that installs it."""
+class BackflipImportError(BackflipError, ModuleNotFoundError):
+    """An optional dependency is missing; the message names the extra that installs it.
+
+    A :class:`ModuleNotFoundError` (so an ``ImportError``) whose ``name`` is the missing
+    module, so ``except ImportError`` and ``pytest.importorskip`` treat it as one.
+    """

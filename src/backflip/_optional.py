@@ -12,7 +12,7 @@ from types import ModuleType
 
 from backflip._errors import BackflipImportError
 
-__all__ = ["PACKAGES", "require"]
+__all__ = ["APPS", "PACKAGES", "missing", "require"]
 
 #: import name -> (the name pip knows it by, the extra that brings it)
 PACKAGES: dict[str, tuple[str, str]] = {
@@ -27,6 +27,22 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "keras": ("keras", "keras"),
     "pytensor": ("pytensor", "pytensor"),
 }
+#: The import names of everything the ``apps`` extra brings (torch, the slowest, last).
+APPS = (*(name for name, (_, extra) in PACKAGES.items() if extra == "apps"), "torch")
+
+
+def missing(module: str, extra: str | None = None, purpose: str | None = None
+            ) -> BackflipImportError:
+    """The error for a missing ``module``: its pip name and the extra that installs it."""
+    top = module.split(".")[0]
+    pip_name, default_extra = PACKAGES.get(top, (top, None))
+    extra = extra or default_extra
+    how = f'pip install "backflip[{extra}]"' if extra else f"pip install {pip_name}"
+    return BackflipImportError(
+        f"{purpose or 'backflip'} needs the package {pip_name!r}, which is not "
+        f"installed. Install it with: {how}",
+        name=top,
+    )
 
 
 def require(module: str, extra: str | None = None, purpose: str | None = None) -> ModuleType:
@@ -34,7 +50,8 @@ def require(module: str, extra: str | None = None, purpose: str | None = None) -
 
     The error is a :class:`~backflip.BackflipImportError` (an ``ImportError``) that names
     the package and the ``pip install "backflip[EXTRA]"`` that brings it; ``extra``
-    defaults to the one :data:`PACKAGES` lists for the top-level module.
+    defaults to the one :data:`PACKAGES` lists for the top-level module. A module that
+    is installed but fails on one of *its* imports re-raises that error unchanged.
     """
     top = module.split(".")[0]
     try:
@@ -42,10 +59,4 @@ def require(module: str, extra: str | None = None, purpose: str | None = None) -
     except ModuleNotFoundError as err:
         if err.name is not None and err.name.split(".")[0] != top:
             raise  # the module is there but one of ITS imports is missing: not ours to hide
-        pip_name, default_extra = PACKAGES.get(top, (top, None))
-        extra = extra or default_extra
-        how = (f'pip install "backflip[{extra}]"' if extra else f"pip install {pip_name}")
-        raise BackflipImportError(
-            f"{purpose or 'backflip'} needs the package {pip_name!r}, which is not "
-            f"installed. Install it with: {how}"
-        ) from None
+        raise missing(module, extra, purpose) from None

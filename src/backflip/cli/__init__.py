@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from backflip._errors import BackflipError
+from backflip._optional import PACKAGES, missing
 
 __all__ = ["main"]
 
@@ -37,6 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except BackflipError as err:
         print(f"backflip: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        # an optional package imported without backflip.require (torch, tqdm, ...): the
+        # same message; every sub-command but demo needs the apps extra
+        if err.name not in PACKAGES:  # not one of our optional packages, or only part of it
+            raise
+        extra = "torch" if args.command == "demo" else "apps"
+        print(f"backflip: error: {missing(err.name, extra, f'backflip {args.command}')}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("backflip: interrupted", file=sys.stderr)

@@ -10,7 +10,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from backflip._optional import require
+
+    torch = require("torch", purpose="backflip demo")
 
     from backflip.torch import reverse_gradient
 

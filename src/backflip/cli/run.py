@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_run(args: argparse.Namespace) -> int:
     """Run the experiment and print its table."""
+    from backflip._optional import APPS, require
+
+    for module in APPS:  # before any work is done (torch last: a miss fails fast)
+        require(module, extra="apps", purpose="backflip run")
+
     from backflip._errors import BackflipValueError
     from backflip.cli.train import report_stop
     from backflip.dann import TrainingStopped

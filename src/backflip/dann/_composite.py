@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backflip import data
+from backflip._optional import require
 from backflip.dann._models import AdversarialHead
 from backflip.dann._train import _check_device, _check_out
 from backflip.schedules import dann_lambda
@@ -38,8 +39,7 @@ def _net(reverse: bool) -> nn.ModuleDict:
 
 def _one(train_ds, test_ds, reverse: bool, epochs: int, seed: int, device: torch.device,
          progress: bool, batch: int = 128):
-    from tqdm.auto import tqdm
-
+    tqdm = require("tqdm.auto", purpose="backflip run composite-zero").tqdm
     torch.manual_seed(seed)
     net = _net(reverse).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -84,6 +84,8 @@ def run_composite_zero(*, quick: bool = False, seeds: int = 1, out: str | Path =
     "history": [...]}}}`` (final-epoch test accuracy of each head). ``out`` is checked
     to be writable before any work.
     """
+    for module in ("tqdm", "matplotlib"):  # the plot comes after training: check first
+        require(module, purpose="backflip run composite-zero")
     _check_device(device)
     out = _check_out(str(out))
     dev = torch.device(device)
@@ -103,11 +105,9 @@ def run_composite_zero(*, quick: bool = False, seeds: int = 1, out: str | Path =
                                     "adversary_accuracy": stat("adversary_acc"),
                                     "history": runs[0]}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    import matplotlib
+    from backflip.dann._plots import _pyplot
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot("backflip run composite-zero")
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for name, style in (("no-grl", "--"), ("grl", "-")):
         h = results["methods"][name]["history"]

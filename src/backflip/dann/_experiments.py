@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from backflip._errors import BackflipValueError
+from backflip._optional import require
 from backflip.dann._config import METHODS, TrainConfig
 from backflip.dann._selection import pick
 from backflip.dann._train import TrainingStopped, TrainResult, train
@@ -123,6 +124,10 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
         return run_composite_zero(quick=quick, seeds=seeds, out=out, device=device,
                                   progress=progress)
     experiment_config(name, "dann")  # unknown names fail before any work
+    # every run needs tqdm (progress) and scikit-learn (moons, selection); plots matplotlib:
+    # a missing one fails here too, before any training, naming the extra
+    for module in ("tqdm", "sklearn", *(("matplotlib",) if plots else ())):
+        require(module, purpose="run_experiment (backflip run)")
     out = Path(out)
     results: dict[str, Any] = {"experiment": name, "quick": quick, "methods": {}}
     kept: dict[str, TrainResult] = {}
@@ -257,17 +262,14 @@ def _plots(name: str, kept: dict[str, TrainResult], out: Path
     # Curves per method; PCA of source vs target features, before adaptation
     # (source-only) first; the moons decision boundary. Returns the files and each
     # method's proxy A-distance.
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     import torch
 
     from backflip.dann._data import load_domain
     from backflip.dann._domain_norm import bn_domain
-    from backflip.dann._plots import DecisionBoundary, FeatureProjection, TrainingCurves
+    from backflip.dann._plots import DecisionBoundary, FeatureProjection, TrainingCurves, _pyplot
     from backflip.dann._train import _domains
 
+    plt = _pyplot("the plots of backflip run")
     files = []
     for method, res in kept.items():
         fig = TrainingCurves(res.history, f"{name}: {method}, seed {res.config.seed}").plot()

@@ -13,15 +13,19 @@ from typing import Any
 
 import numpy as np
 
+from backflip._optional import require
+
 __all__ = ["DecisionBoundary", "FeatureProjection", "TrainingCurves", "proxy_a_distance"]
 
 
-def _axes(ax):
-    import matplotlib
+def _pyplot(purpose: str):
+    # matplotlib's pyplot on the Agg backend (unless one was chosen), or one clear error
+    require("matplotlib", purpose=purpose).use("Agg", force=False)
+    return require("matplotlib.pyplot", purpose=purpose)
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
+def _axes(ax, purpose: str):
+    plt = _pyplot(purpose)
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.6))
         return fig, ax
@@ -36,7 +40,7 @@ def proxy_a_distance(source_feats: np.ndarray, target_feats: np.ndarray, seed: i
     >>> round(proxy_a_distance(a, a + 10.0), 2)
     2.0
     """
-    from sklearn.linear_model import LogisticRegression
+    linear_model = require("sklearn.linear_model", purpose="proxy_a_distance")
 
     x = np.concatenate([source_feats, target_feats]).astype(np.float64)
     x = (x - x.mean(0)) / (x.std(0) + 1e-8)
@@ -44,7 +48,7 @@ def proxy_a_distance(source_feats: np.ndarray, target_feats: np.ndarray, seed: i
     order = np.random.default_rng(seed).permutation(len(x))
     half = len(x) // 2
     tr, te = order[:half], order[half:]
-    clf = LogisticRegression(max_iter=1000).fit(x[tr], y[tr])
+    clf = linear_model.LogisticRegression(max_iter=1000).fit(x[tr], y[tr])
     err = float((clf.predict(x[te]) != y[te]).mean())
     return 2.0 * (1.0 - 2.0 * min(err, 0.5))
 
@@ -73,10 +77,7 @@ class TrainingCurves:
                 yield vals, label
 
     def plot(self, ax=None):
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        plt = _pyplot("TrainingCurves.plot")
         from matplotlib.ticker import MaxNLocator
 
         if ax is None:
@@ -121,17 +122,17 @@ class FeatureProjection:
     """2-d PCA of source and target features (fitted on both), with the proxy A-distance."""
 
     def __init__(self, source_feats: np.ndarray, target_feats: np.ndarray, title: str = "") -> None:
-        from sklearn.decomposition import PCA
+        decomposition = require("sklearn.decomposition", purpose="FeatureProjection (PCA)")
 
         both = np.concatenate([source_feats, target_feats])
-        z = PCA(2, random_state=0).fit_transform(both)
+        z = decomposition.PCA(2, random_state=0).fit_transform(both)
         self.source_ = z[: len(source_feats)]
         self.target_ = z[len(source_feats):]
         self.pad_ = proxy_a_distance(source_feats, target_feats)
         self.title = title
 
     def plot(self, ax=None):
-        fig, ax = _axes(ax)
+        fig, ax = _axes(ax, "FeatureProjection.plot")
         ax.scatter(*self.source_.T, s=3, alpha=0.5, label="source")
         ax.scatter(*self.target_.T, s=3, alpha=0.5, label="target")
         ax.set_title(f"{self.title}\nproxy A-distance {self.pad_:.2f}", fontsize=8)
@@ -155,7 +156,7 @@ class DecisionBoundary:
                                                                    target_x, title)
 
     def plot(self, ax=None):
-        fig, ax = _axes(ax)
+        fig, ax = _axes(ax, "DecisionBoundary.plot")
         k = int(max(self.source_y.max(), self.zz_.max())) + 1
         colours = [f"C{c % 10}" for c in range(k)]
         ax.contourf(self.xx_, self.yy_, self.zz_, levels=np.arange(k + 1) - 0.5, alpha=0.25,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from backflip._optional import require
+
 __all__ = ["CRITERIA", "dev_risk", "pick", "snd", "target_entropy"]
 
 CRITERIA = {"source_val_acc": "max", "dev_risk": "min", "target_entropy": "min", "snd": "max"}
@@ -60,12 +62,12 @@ def dev_risk(source_train_feats: np.ndarray, target_feats: np.ndarray,
     >>> abs(r - 0.5) < 1e-6
     True
     """
-    from sklearn.linear_model import LogisticRegression
+    linear_model = require("sklearn.linear_model", purpose="dev_risk (model selection)")
 
     xs = np.asarray(source_train_feats, np.float64)
     xt = np.asarray(target_feats, np.float64)
     mu, sd = xs.mean(0), xs.std(0) + 1e-8
-    clf = LogisticRegression(max_iter=1000)
+    clf = linear_model.LogisticRegression(max_iter=1000)
     clf.fit(np.concatenate([(xs - mu) / sd, (xt - mu) / sd]),
             np.r_[np.zeros(len(xs)), np.ones(len(xt))])
     pt = clf.predict_proba((np.asarray(val_feats, np.float64) - mu) / sd)[:, 1]

@@ -7,6 +7,8 @@ import functools
 
 import numpy as np
 
+from backflip._optional import require
+
 __all__ = ["PHOTOS", "blend_mnistm", "photos"]
 
 #: (package, name) of the colour photographs patches are cut from.
@@ -22,15 +24,16 @@ _SPLIT_CODE = {"train": 0, "test": 1}
 @functools.cache
 def photos() -> tuple[np.ndarray, ...]:
     """The colour photographs, uint8 (H, W, 3); all load offline from the installed packages."""
-    import skimage.data
-    from sklearn.datasets import load_sample_images
+    skimage_data = require("skimage.data", purpose="the mnistm data set")
+    sklearn_datasets = require("sklearn.datasets", purpose="the mnistm data set")
+    require("PIL", purpose="the mnistm data set")  # load_sample_images reads JPEGs with it
 
     out: list[np.ndarray] = []
     for package, name in PHOTOS:
         if package == "skimage":
-            img = getattr(skimage.data, name)()
+            img = getattr(skimage_data, name)()
             out.extend(img[:2] if isinstance(img, tuple) else [img])
-    out.extend(load_sample_images().images)
+    out.extend(sklearn_datasets.load_sample_images().images)
     return tuple(np.ascontiguousarray(p[..., :3], dtype=np.uint8) for p in out)
 
 

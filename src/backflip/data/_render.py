@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from backflip._errors import BackflipValueError
+from backflip._optional import require
 
 __all__ = ["FONT_NAMES", "font_paths", "render_masks"]
 
@@ -55,6 +56,7 @@ def render_masks(texts: list[str], centre: np.ndarray, font: np.ndarray, size: n
     ``shift[i]`` (pixels, (dx, dy)); the text is rotated by ``angle[i]`` degrees
     about that point and blurred with a Gaussian of radius ``blur[i]``.
     """
+    require("PIL", purpose="rendering digits (the syndigits data set, write_fake_mnist)")
     from PIL import Image, ImageDraw, ImageFilter
 
     canvas = 2 * out

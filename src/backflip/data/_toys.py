@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from backflip._optional import require
 from backflip.data._dataset import ArrayDataset
 
 __all__ = ["MOONS_ANGLE", "MOONS_CENTRE", "MOONS_NOISE", "MOONS_SIZES", "composite_zero", "moons"]
@@ -28,7 +29,7 @@ def rotate(points: np.ndarray, degrees: float, centre: tuple[float, float] = MOO
 
 def moons(split: str, seed: int, rotated: bool) -> ArrayDataset:
     """Two moons (sklearn ``make_moons``, noise 0.1); the target is rotated by 35 degrees."""
-    from sklearn.datasets import make_moons
+    make_moons = require("sklearn.datasets", purpose="the moons data set").make_moons
 
     code = np.random.SeedSequence([seed, _SPLIT_CODE[split], int(rotated)])
     x, y = make_moons(MOONS_SIZES[split], noise=MOONS_NOISE,

@@ -12,6 +12,10 @@ nonlinearity rules are reverse mode only. All work under ``jit`` and ``vmap``.
 Array([-0.5, -0.5], dtype=float32)
 """
 
+from backflip._optional import require as _require
+
+_require("jax", purpose="backflip.jax")
+
 from backflip.jax._ops import (
     clip_gradient,
     clip_gradient_norm,

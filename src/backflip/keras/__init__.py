@@ -15,6 +15,10 @@ backflip adapter (``backflip._api.CORE_OPS``); the maths is in
 'GradientReversal'
 """
 
+from backflip._optional import require as _require
+
+_require("keras", purpose="backflip.keras")
+
 from backflip.keras._callbacks import DANNLambdaScheduler
 from backflip.keras._layers import GradientClip, GradientReversal, GradientScale
 from backflip.keras._ops import (

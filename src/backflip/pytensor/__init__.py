@@ -12,6 +12,10 @@ compile with ``pytensor.function`` as usual; λ may be a number or a symbolic sc
 array([-0.5, -0.5])
 """
 
+from backflip._optional import require as _require
+
+_require("pytensor", purpose="backflip.pytensor")
+
 from backflip.pytensor._ops import (
     clip_gradient,
     clip_gradient_norm,

@@ -21,6 +21,10 @@ nonlinearity no rule covers raises instead of giving default gradients.
 :func:`save_grid` writes a PNG (input, map, overlay per sample).
 """
 
+from backflip._optional import require as _require
+
+_require("torch", purpose="backflip.saliency")
+
 from backflip.saliency._maps import (
     METHODS,
     deconvnet,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backflip._errors import BackflipValueError
+from backflip._optional import require
 
 __all__ = ["save_grid"]
 
@@ -56,7 +57,7 @@ def save_grid(
     >>> p.stat().st_size > 0
     True
     """
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", purpose="save_grid").Figure
 
     x, m = _np(inputs), _np(maps)
     if x.ndim == 3:

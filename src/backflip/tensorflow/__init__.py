@@ -14,6 +14,10 @@ is in :mod:`backflip.rules`. Each op works eagerly and inside ``tf.function``.
 array([-0.5, -0.5], dtype=float32)
 """
 
+from backflip._optional import require as _require
+
+_require("tensorflow", purpose="backflip.tensorflow")
+
 from backflip.tensorflow._ops import (
     clip_gradient,
     clip_gradient_norm,

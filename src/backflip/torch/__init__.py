@@ -3,6 +3,10 @@
 ``import backflip.torch`` imports torch; ``import backflip`` alone does not.
 """
 
+from backflip._optional import require as _require
+
+_require("torch", purpose="backflip.torch")
+
 from backflip.torch._check import GradientCheckError, GradientReport, check_gradient
 from backflip.torch._custom import custom_gradient
 from backflip.torch._modules import GradientClip, GradientReversal, GradientScale
