@@ -1,6 +1,10 @@
-"""The `backflip` entry point: every sub-command is registered and has --help."""
+"""The `backflip` entry point: every sub-command is registered and has --help; --version."""
+import tomllib
+from pathlib import Path
+
 import pytest
 
+import backflip
 from backflip._testing import require_backend
 from backflip.cli import SUBCOMMANDS, main
 
@@ -36,3 +40,18 @@ def test_unknown_subcommand_is_a_usage_error(capsys):
         main(["fly"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'fly'" in capsys.readouterr().err
+
+
+def test_version_prints_the_one_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"backflip {backflip.__version__}\n" == "backflip 0.1.0\n"
+
+
+def test_pyproject_reads_the_version_from_the_package():
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"]
+    assert pyproject["project"]["dynamic"] == ["version"]
+    dynamic = pyproject["tool"]["setuptools"]["dynamic"]
+    assert dynamic["version"] == {"attr": "backflip.__version__"}

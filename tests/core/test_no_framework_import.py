@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import backflip
+
 FRAMEWORKS = ("torch", "jax", "tensorflow", "keras", "pytensor")
 
 
@@ -34,3 +36,14 @@ def test_cli_parser_and_the_dann_config_import_no_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
+
+
+def test_cli_version_imports_no_framework():
+    code = (
+        "import sys; from backflip.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        f"print(','.join(m for m in {FRAMEWORKS!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # the version line, and no second line naming an imported framework
+    assert out.stdout.strip().splitlines() == [f"backflip {backflip.__version__}"]

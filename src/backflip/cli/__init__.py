@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from backflip import __version__
 from backflip._errors import BackflipError
 from backflip._optional import PACKAGES, missing
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="backflip",
         description="Custom backward passes: gradient reversal, DANN training, saliency maps.",
     )
+    parser.add_argument("--version", action="version", version=f"backflip {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"backflip.cli.{name}").register(sub)
