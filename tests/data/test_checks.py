@@ -110,8 +110,16 @@ def test_check_dataset_messages():
     (np.zeros((2, 2)), [0, 1], r"'d' has x of dtype float64; the networks take float32 "
                                r"\(images scaled to \[0, 1\]\)\. Pass x\.astype\(np\.float32\)\.$"),
     (np.zeros((2, 1, 4, 4), np.uint8), [0, 1], r"x of dtype uint8.*x\.astype\(np\.float32\) / 255\.$"),
-    (np.zeros((2, 2), np.float32), [0.5, 1.7], r"'d' has labels of dtype float64; class labels "
-                                               r"must be integers\. Pass y\.astype\(np\.int64\)\."),
+    (np.zeros((2, 2), np.float32), [0.0, 1.0], r"labels of the source data set 'd' must be "
+                                               r"integers; got float64\. They are all whole "
+                                               r"numbers: pass y\.astype\(np\.int64\)\.$"),
+    (np.zeros((2, 2), np.float32), [0.0, 1.7], r"must be integers; got float64 with non-integral "
+                                               r"values \(e\.g\. 1\.7 at index 1\); they look like "
+                                               r"regression targets or probabilities, which "
+                                               r"classification cannot take"),
+    (np.zeros((2, 2), np.float32), [True, False], r"got bool\. Pass y\.astype\(np\.int64\)"),
+    (np.zeros((2, 2), np.float32), ["a", "b"], r"got <U1\. Map class names to integers, e\.g\. "
+                                               r"classes, y = np\.unique\(y, return_inverse=True\)"),
 ])
 def test_check_dataset_dtypes(x, y, match):
     with pytest.raises(BackflipTypeError, match=match):
@@ -150,3 +158,166 @@ def test_fake_mnist_is_learnable(fake_root):
     assert np.bincount(train.y).tolist() == [30] * 10
     clf = LogisticRegression(max_iter=300).fit(train.x.reshape(len(train), -1), train.y)
     assert clf.score(test.x.reshape(len(test), -1), test.y) > 0.6
+
+
+def _vec(n=4, d=2, y=None, classes=None, name="d", **kw):
+    return ArrayDataset(np.zeros((n, d), np.float32), y, classes, name, **kw)
+
+
+def test_array_dataset_defaults_and_positional_order():
+    ds = ArrayDataset(np.zeros((3, 2), np.float32))
+    assert ds.y is None and ds.num_classes is None and not ds.labelled
+    assert ds.name == "arrays" and ds.attrs == {} and ds.origin == {"form": "arrays"}
+    assert repr(ds) == "ArrayDataset(name='arrays', n=3, x=float32(3, 2), unlabelled)"
+    assert ArrayDataset(np.zeros((3, 2), np.float32)).origin is not ds.origin
+    # (x, y, num_classes, name, attrs) positionally, as every existing caller passes them
+    full = ArrayDataset(ds.x, np.array([0, 1, 1]), 5, "n", {"a": np.arange(3)})
+    assert (full.num_classes, full.name, full.labelled) == (5, "n", True)
+    assert full.attrs["a"].tolist() == [0, 1, 2]
+    assert repr(full) == "ArrayDataset(name='n', n=3, x=float32(3, 2), num_classes=5)"
+    # num_classes inferred from integer labels only
+    assert ArrayDataset(ds.x, np.array([0, 3, 1])).num_classes == 4
+    assert ArrayDataset(ds.x, np.array([0.0, 3.0, 1.0])).num_classes is None
+
+
+@pytest.mark.parametrize("transform", [to_rgb, to_grey, lambda d: resize(d, 8)])
+def test_transforms_keep_unlabelled_and_origin(transform):
+    x = np.random.default_rng(0).random((2, 1 if transform is not to_grey else 3, 4, 4),
+                                        dtype=np.float32)
+    ds = ArrayDataset(x, name="t", origin={"form": "npy", "path": "/p/t.npy"})
+    out = transform(ds)
+    assert out is not ds
+    assert out.y is None and out.num_classes is None and not out.labelled
+    assert out.name == "t" and out.origin == {"form": "npy", "path": "/p/t.npy"}
+    check_dataset(out, "target", labels=False)
+
+
+@pytest.mark.parametrize(("shape", "match"), [
+    ((2, 8, 8, 3), r"the source data set 'd' has x of shape \(2, 8, 8, 3\), which looks "
+                   r"channels-last \(N, H, W, C\); backflip takes images as \(N, C, H, W\)\. "
+                   r"Pass x\.transpose\(0, 3, 1, 2\) \(NumPy\)\."),
+    ((2, 28, 28, 1), r"channels-last"),
+    ((2, 28, 28), r"has x of shape \(2, 28, 28\): images \(N, H, W\) without a channel axis; "
+                  r"backflip takes images as \(N, C, H, W\)\. Pass x\[:, None\] \(adds C=1\)\."),
+    ((5,), r"has x of shape \(5,\); x must be \(N, D\) vectors or \(N, C, H, W\) images\. If "
+           r"each sample is one number, pass x\[:, None\]\."),
+    ((2, 1, 3, 4, 4), r"has x of shape \(2, 1, 3, 4, 4\); x must be \(N, D\) vectors or "
+                      r"\(N, C, H, W\) images\.$"),
+])
+def test_check_dataset_layout(shape, match):
+    # uint8 on purpose: the layout is reported before the dtype
+    ds = ArrayDataset(np.zeros(shape, np.uint8), np.zeros(shape[0], np.int64), 2, "d")
+    with pytest.raises(BackflipValueError, match=match):
+        check_dataset(ds)
+
+
+def test_channels_first_images_with_a_last_axis_of_3_are_fine():
+    ds = ArrayDataset(np.zeros((2, 3, 4, 3), np.float32), np.zeros(2, np.int64), 2, "d")
+    assert check_dataset(ds) is ds
+
+
+def test_check_dataset_x_must_be_an_array():
+    with pytest.raises(BackflipTypeError, match=r"has x of type list; x must be a NumPy array\. "
+                                                r"Pass np\.asarray\(x, np\.float32\)"):
+        check_dataset(ArrayDataset([[0.0]], np.zeros(1, np.int64), 2, "d"))
+
+
+def test_check_dataset_non_finite():
+    x = np.zeros((30, 1, 2, 2), np.float32)
+    x[17, 0, 1, 1] = np.nan
+    x[20, 0, 0, 0] = np.inf
+    x[29, 0, 0, 1] = -np.inf
+    ds = ArrayDataset(x, np.zeros(30, np.int64), 2, "foo")
+    with pytest.raises(BackflipValueError,
+                       match=r"the target data set 'foo' has 3 non-finite values \(NaN or inf\), "
+                             r"the first in sample 17; drop or impute those samples before "
+                             r"training \(e\.g\. keep = np\.isfinite\(x\)\.all\(axis=tuple\(range\(1, "
+                             r"x\.ndim\)\)\), then x\[keep\], y\[keep\]\)\."):
+        check_dataset(ds, "target", labels=False)
+    # the float64 sum that screens clean data does not overflow on large finite values
+    big = ArrayDataset(np.full((4, 2), 3e38, np.float32), np.zeros(4, np.int64), 2, "big")
+    assert check_dataset(big) is big
+
+
+def test_check_dataset_without_labels():
+    with pytest.raises(BackflipValueError,
+                       match=r"the source data set 'd' has no labels; the source domain trains "
+                             r"the classifier on its labels: pass y\.$"):
+        check_dataset(_vec())
+    with pytest.raises(BackflipValueError,
+                       match=r"the target data set 'd' has no labels; method target-only trains "
+                             r"on target labels: pass a labelled target or use method dann"):
+        check_dataset(_vec(), "target")
+    with pytest.raises(BackflipValueError, match=r"a test set is scored against its labels"):
+        check_dataset(_vec(), "target test")
+    unlabelled = _vec()
+    assert check_dataset(unlabelled, "target", labels=False) is unlabelled
+    csv_origin = {"form": "csv", "path": "/data/t.csv", "columns": ["a", "b", "class"],
+                  "label_column": "label"}
+    with pytest.raises(BackflipValueError,
+                       match=r"has no labels; .* It was read from /data/t\.csv, which has no "
+                             r"column 'label' \(columns: a, b, class\); name the label column "
+                             r"with label_column= \(CLI --label-column NAME\)\."):
+        check_dataset(_vec(origin=csv_origin))
+    with pytest.raises(BackflipValueError, match=r"/d/s\.npz, which has no key 'y'; save the "
+                                                 r"labels with it: np\.savez\(path, x=x, y=y\)"):
+        check_dataset(_vec(origin={"form": "npz", "path": "/d/s.npz"}))
+    with pytest.raises(BackflipValueError, match=r"a \.npy holds x only, so save x and y together"):
+        check_dataset(_vec(origin={"form": "npy", "path": "/d/s.npy"}))
+
+
+def test_check_dataset_label_values():
+    with pytest.raises(BackflipValueError,
+                       match=r"labels of the source data set 'd' look 1-based: they run from 1 "
+                             r"to 3 but must lie in \[0, 3\)\. Pass y - 1\."):
+        check_dataset(_vec(3, y=np.array([1, 2, 3]), classes=3))
+    # one past the end without a 1-based pattern keeps the generic message
+    with pytest.raises(BackflipValueError, match=r"must lie in \[0, 3\); got 3 at index 2"):
+        check_dataset(_vec(3, y=np.array([0, 2, 3]), classes=3))
+    with pytest.raises(BackflipValueError, match=r"has num_classes 0; it must be an int >= 1"):
+        check_dataset(_vec(2, y=np.array([0, 0]), classes=0))
+    with pytest.raises(BackflipValueError,
+                       match=r"labels of shape \(4, 3\); y must be a 1-d array with one label per "
+                             r"sample\. If y is one-hot or per-class scores, pass "
+                             r"y\.argmax\(axis=1\)\."):
+        check_dataset(_vec(4, y=np.eye(3)[[0, 1, 2, 0]], classes=3))
+    inferred = _vec(3, y=np.array([0, 2, 1]))
+    assert inferred.num_classes == 3 and check_dataset(inferred) is inferred
+
+
+def test_check_compatible_vectors_and_unlabelled():
+    with pytest.raises(BackflipValueError,
+                       match=r"source 'a' has 5 features per sample but target 'b' has 7; both "
+                             r"domains need the same features \(same columns in the same "
+                             r"order\)\."):
+        check_compatible(_vec(d=5, name="a"), _vec(d=7, name="b"))
+    labelled = _vec(y=np.array([0, 1, 0, 1]), classes=2, name="a")
+    check_compatible(labelled, _vec(name="b"))  # an unlabelled target has no classes to compare
+    check_compatible(_vec(name="a"), labelled)
+    named = lambda names, name: _vec(y=np.array([0, 1, 0, 1]), classes=2, name=name,  # noqa: E731
+                                     origin={"form": "csv", "classes": names})
+    check_compatible(named(["cat", "dog"], "a"), named(["cat", "dog"], "b"))
+    with pytest.raises(BackflipValueError,
+                       match=r"source 'a' has the classes \['cat', 'dog'\] but target 'b' has "
+                             r"\['cat', 'fox'\]; class names are numbered in sorted order"):
+        check_compatible(named(["cat", "dog"], "a"), named(["cat", "fox"], "b"))
+
+
+def test_check_batch_size_with_a_hold_out():
+    ds = _vec(60, y=np.zeros(60, np.int64), classes=2, name="foo")
+    assert check_batch_size(ds, 54, held_out=0.1) == 54
+    with pytest.raises(BackflipValueError,
+                       match=r"batch_size 64 is larger than the source data set 'foo' \(54 "
+                             r"samples after holding out 10% \(6\) for validation, val_fraction "
+                             r"0\.1\)\. Use --batch-size 54 or less, a smaller --val-fraction, or "
+                             r"more data \(raise --limit\)\.$"):
+        check_batch_size(ds, 64, held_out=0.1)
+    with pytest.raises(BackflipValueError,
+                       match=r"\(45 samples after holding out 25% \(15\) for validation, "
+                             r"val_fraction 0\.25\)\. Use --batch-size 45 or less"):
+        check_batch_size(ds, 46, held_out=0.25)
+    with pytest.raises(BackflipValueError, match=r"\(60 samples\)\. Use --batch-size 60 or less, "
+                                                 r"or more data \(raise --limit\)\.$"):
+        check_batch_size(ds, 61)
+    with pytest.raises(BackflipValueError, match=r"held_out must be a fraction in \[0, 1\); got 1"):
+        check_batch_size(ds, 8, held_out=1)
