@@ -124,10 +124,10 @@ def test_variants_run_with_their_settings(tmp_path, tiny_moons):
 
 
 def test_a_collapsed_seed_is_counted_and_listed(tmp_path, tiny_moons, monkeypatch, capsys):
-    import backflip.dann._train as train_mod
+    import backflip.dann._prepare as prepare_mod
 
     tiny_moons(epochs=4, limit=200)
-    real_build, builds = train_mod.build_model, []
+    real_build, builds = prepare_mod.build_model, []
 
     def build(*args, **kwargs):  # the second run's label head dies in its last epoch
         model = real_build(*args, **kwargs)
@@ -137,7 +137,7 @@ def test_a_collapsed_seed_is_counted_and_listed(tmp_path, tiny_moons, monkeypatc
                 lambda mod, inp, out: out * 0.0 if model.grl.lambd > 0.98 else out)
         return model
 
-    monkeypatch.setattr(train_mod, "build_model", build)
+    monkeypatch.setattr(prepare_mod, "build_model", build)
     res = ex.run_experiment("moons", quick=True, seeds=2, out=tmp_path, progress=False,
                             methods=("dann",))
     dann = res["methods"]["dann"]
@@ -151,10 +151,10 @@ def test_a_collapsed_seed_is_counted_and_listed(tmp_path, tiny_moons, monkeypatc
 
 def test_a_nan_stop_keeps_the_summary_of_the_finished_runs(tmp_path, tiny_moons, monkeypatch,
                                                            capsys):
-    import backflip.dann._train as train_mod
+    import backflip.dann._prepare as prepare_mod
 
     tiny_moons(epochs=2)
-    real_build, builds = train_mod.build_model, []
+    real_build, builds = prepare_mod.build_model, []
 
     def build(*args, **kwargs):  # the third run (dann seed 0) outputs NaN in epoch 2
         model = real_build(*args, **kwargs)
@@ -164,7 +164,7 @@ def test_a_nan_stop_keeps_the_summary_of_the_finished_runs(tmp_path, tiny_moons,
                 lambda mod, inp, out: out * float("nan") if model.grl.lambd > 0.98 else out)
         return model
 
-    monkeypatch.setattr(train_mod, "build_model", build)
+    monkeypatch.setattr(prepare_mod, "build_model", build)
     assert main(["run", "moons", "--quick", "--seeds", "2", "--methods", "source-only,dann",
                  "--out", str(tmp_path), "--no-progress"]) == 1  # as backflip train's
     err = capsys.readouterr().err

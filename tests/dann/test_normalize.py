@@ -28,7 +28,11 @@ def test_standardize_fits_per_channel_and_round_trips_state_dict():
     back = Standardize(3)
     back.load_state_dict(s.state_dict())
     torch.testing.assert_close(back(x), y)
-    assert Standardize(1).fit(torch.ones(4, 1)).std.item() == pytest.approx(1e-6)  # no 1/0
+    # a constant channel is centred and left unscaled (not divided by ~0), and counted
+    const = Standardize(2).fit(torch.tensor([[1.0, 0.0], [1.0, 2.0], [1.0, 4.0]]))
+    assert const.std.tolist() == [1.0, 2.0] and const.mean.tolist() == [1.0, 2.0]
+    assert const.constant == 1
+    torch.testing.assert_close(const(torch.tensor([[5.0, 2.0]])), torch.tensor([[4.0, 0.0]]))
 
 
 def test_source_statistics_only_and_checkpoint_carries_them(tmp_path, tiny_config,

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import backflip.dann._prepare as prepare_mod
 import backflip.dann._train as train_mod
 from backflip import data
 from backflip._errors import BackflipTypeError, BackflipValueError
@@ -167,7 +168,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_config, mo
 def _dies_after(monkeypatch, p_dead: float):
     # Fault injection: from progress p_dead on, the label head outputs constant logits
     # (what a DANN collapse looks like: features that no longer separate the classes).
-    real_build, real_lr, dead = train_mod.build_model, train_mod.dann_learning_rate, {"on": False}
+    real_build, real_lr, dead = prepare_mod.build_model, train_mod.dann_learning_rate, {"on": False}
 
     def build(*args, **kwargs):
         model = real_build(*args, **kwargs)
@@ -179,7 +180,7 @@ def _dies_after(monkeypatch, p_dead: float):
         dead["on"] = p >= p_dead
         return real_lr(p, lr0)
 
-    monkeypatch.setattr(train_mod, "build_model", build)
+    monkeypatch.setattr(prepare_mod, "build_model", build)
     monkeypatch.setattr(train_mod, "dann_learning_rate", lr)
 
 
@@ -245,8 +246,10 @@ def test_unknown_data_set_leaves_no_run_folder(tmp_path, tiny_config):
 
 
 @pytest.mark.parametrize(("device", "match"), [
-    ("cudaa", r"unknown device 'cudaa' \(.*\)\. Use --device cpu, cuda, cuda:N or mps\."),
-    pytest.param("cuda", r"--device cuda: this PyTorch .* has no CUDA device\. Use --device cpu",
+    ("cudaa", r"unknown device 'cudaa' \(.*\)\. Pass device='cpu', 'cuda', 'cuda:N' or 'mps' "
+              r"\(CLI: --device\)\."),
+    pytest.param("cuda", r"device 'cuda': this PyTorch .* has no CUDA device\. Pass "
+                 r"device='cpu' \(CLI: --device cpu\)",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")),
 ])
 def test_bad_device_fails_before_any_work(tmp_path, tiny_config, device, match):

@@ -4,11 +4,13 @@
 training loop configured by ``TrainConfig``, checkpoints that resume exactly,
 model selection without target labels, plots, and the ``backflip run`` experiments.
 
+>>> import torch
 >>> from backflip.dann import TrainConfig, train
 >>> cfg = TrainConfig(source="moons", target="moons-rotated", epochs=1, limit=64,
 ...                   batch_size=32, progress=False)
->>> 0.0 <= train(cfg).target_accuracy <= 1.0
-True
+>>> result = train(cfg)
+>>> [row["epoch"] for row in result.history], result.model(torch.zeros(3, 2)).shape
+([1], torch.Size([3, 2]))
 """
 
 import importlib
@@ -16,10 +18,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers: at run time each name is imported on first use
     from backflip.dann._checkpoint import load_checkpoint, load_model, save_checkpoint
-    from backflip.dann._config import METHODS, TrainConfig, add_config_arguments, config_from_args
+    from backflip.dann._config import (
+        ARCHITECTURES,
+        METHODS,
+        TrainConfig,
+        add_config_arguments,
+        config_from_args,
+    )
+    from backflip.dann._contract import check_model
     from backflip.dann._data import apply_transform, load_domain
     from backflip.dann._domain_norm import DomainBatchNorm, bn_domain
-    from backflip.dann._models import ARCHITECTURES, DANN, AdversarialHead, Standardize, build_model
+    from backflip.dann._evaluate import norm_domains
+    from backflip.dann._factory import build_from_factory
+    from backflip.dann._losses import domain_loss, entropy_loss, label_loss
+    from backflip.dann._models import DANN, AdversarialHead, Standardize, auto_arch, build_model
+    from backflip.dann._run_folder import RunFolder, check_out
+    from backflip.dann._runtime import check_device
     from backflip.dann._selection import CRITERIA, dev_risk, pick, snd, target_entropy
     from backflip.dann._train import TrainingStopped, TrainResult, train
     from backflip.dann._vat import vat_loss
@@ -31,19 +45,29 @@ __all__ = [
     "METHODS",
     "AdversarialHead",
     "DomainBatchNorm",
+    "RunFolder",
     "Standardize",
     "TrainConfig",
     "TrainResult",
     "TrainingStopped",
     "add_config_arguments",
     "apply_transform",
+    "auto_arch",
     "bn_domain",
+    "build_from_factory",
     "build_model",
+    "check_device",
+    "check_model",
+    "check_out",
     "config_from_args",
     "dev_risk",
+    "domain_loss",
+    "entropy_loss",
+    "label_loss",
     "load_checkpoint",
     "load_domain",
     "load_model",
+    "norm_domains",
     "pick",
     "save_checkpoint",
     "snd",
@@ -54,7 +78,8 @@ __all__ = [
 
 #: The private modules that define the names above, the framework-free ones first.
 _MODULES = ("_config", "_data", "_selection", "_checkpoint", "_domain_norm", "_models",
-            "_train", "_vat")
+            "_train", "_vat", "_contract", "_evaluate", "_factory", "_losses", "_run_folder",
+            "_runtime")
 
 
 def __getattr__(name: str) -> Any:

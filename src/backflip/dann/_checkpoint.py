@@ -64,24 +64,62 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     return state
 
 
-def load_model(path: str | os.PathLike[str],
-               map_location: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
+def load_model(path: str | os.PathLike[str], map_location: str = "cpu", *,
+               model: torch.nn.Module | None = None) -> tuple[torch.nn.Module, TrainConfig]:
     """The trained model (eval mode; ``forward(x)`` gives class logits) and its config.
+
+    A built-in network is rebuilt from the checkpoint. A run on your own network loads
+    into ``model`` (your instance, built as for training), or into the one the run's
+    ``--model MODULE:FUNCTION`` builds when ``model`` is not given; a checkpoint that does
+    not fit ``model`` gets an error naming the keys or shapes that differ.
 
     >>> load_model("/nonexistent/checkpoint.pt")
     Traceback (most recent call last):
     backflip._errors.BackflipValueError: no checkpoint at '/nonexistent/checkpoint.pt'. Pass the checkpoint.pt inside a run folder written by `backflip train --out DIR`.
     """
+    from backflip.dann._factory import build_from_factory, model_class
     from backflip.dann._models import build_model
 
     state = load_checkpoint(path, map_location)
     config = TrainConfig.from_dict(state["config"])
-    model = build_model(state["arch"], tuple(state["in_shape"]), int(state["num_classes"]),
-                        config.hidden)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
+    shape, classes = tuple(state["in_shape"]), int(state["num_classes"])
+    if model is None and state["arch"] == "user":
+        factory = state.get("model_factory")
+        if factory is None:
+            raise BackflipValueError(
+                f"checkpoint {str(path)!r} holds your own network (class "
+                f"{state.get('model_class', '?')}), which it cannot rebuild by itself; build "
+                "one as for training and pass it: load_model(path, model=my_model) (CLI: "
+                "--model MODULE:FUNCTION)."
+            )
+        model = build_from_factory(factory, shape, classes)
+    if model is None:
+        model = build_model(state["arch"], shape, classes, config.hidden)
+        what = f"the {state['arch']!r} network"
+    else:
+        what = f"the model passed ({model_class(model)}; the run trained {state.get('model_class', state['arch'])})"
+    if not isinstance(model, torch.nn.Module):
         raise BackflipValueError(
-            f"checkpoint {str(path)!r} does not fit the {state['arch']!r} network: {err}"
-        ) from None
+            f"model must be a torch.nn.Module to load {str(path)!r} into; got "
+            f"{type(model).__name__}."
+        )
+    own = model.state_dict()
+    saved = state["model"]
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
+    shapes = [f"{k}: {tuple(saved[k].shape)} saved, {tuple(own[k].shape)} here"
+              for k in sorted(set(own) & set(saved))
+              if hasattr(saved[k], "shape") and hasattr(own[k], "shape")
+              and saved[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = ([f"missing from the checkpoint: {', '.join(missing[:5])}"
+                  + (" ..." if len(missing) > 5 else "")] if missing else []) + \
+                ([f"not in the model: {', '.join(unexpected[:5])}"
+                  + (" ..." if len(unexpected) > 5 else "")] if unexpected else []) + \
+                ([f"other shapes: {'; '.join(shapes[:5])}"] if shapes else [])
+        raise BackflipValueError(
+            f"checkpoint {str(path)!r} does not fit {what}: {'; '.join(parts)}. Build the "
+            "model exactly as for training (same modules, sizes and classes)."
+        )
+    model.load_state_dict(saved)
     return model.to(map_location).eval(), config

@@ -21,7 +21,8 @@ from torch import nn
 from backflip import data
 from backflip._optional import require
 from backflip.dann._models import AdversarialHead
-from backflip.dann._train import _check_device, _check_out
+from backflip.dann._run_folder import check_out
+from backflip.dann._runtime import check_device
 from backflip.schedules import dann_lambda
 
 __all__ = ["run_composite_zero"]
@@ -86,8 +87,8 @@ def run_composite_zero(*, quick: bool = False, seeds: int = 1, out: str | Path =
     """
     for module in ("tqdm", "matplotlib"):  # the plot comes after training: check first
         require(module, purpose="backflip run composite-zero")
-    _check_device(device)
-    out = _check_out(str(out))
+    check_device(device)
+    out = check_out(str(out))
     dev = torch.device(device)
     torch.set_num_threads(1)
     n = limit or (6000 if quick else 30000)

@@ -12,11 +12,18 @@ from typing import Any
 
 from backflip._errors import BackflipTypeError, BackflipValueError
 
-__all__ = ["METHODS", "TrainConfig", "add_config_arguments", "config_from_args"]
+__all__ = ["ARCHITECTURES", "METHODS", "TrainConfig", "add_config_arguments", "config_from_args"]
 
 METHODS = ("source-only", "dann", "target-only")
+#: The built-in networks ``arch`` names (``"auto"`` picks one from the sample shape).
+ARCHITECTURES = ("mnist", "mnist-bn", "digits32", "conv", "mlp", "moons")
 #: Steps of a transform, chained with "+" (e.g. "grey+resize28"); "none" is no step.
 TRANSFORM_STEPS = ("rgb", "grey", "resizeN")
+
+
+def _field(default: Any, help: str) -> Any:
+    # A field with its one-line help: the CLI flag's help is read from this metadata.
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def _check_transform(side: str, value: str) -> None:
@@ -49,42 +56,49 @@ class TrainConfig:
     'dann'
     """
 
-    source: str = "mnist"  # labelled source data set (backflip.data.DATASETS)
-    target: str = "mnistm"  # unlabelled target data set (labels used only to report accuracy)
-    method: str = "dann"  # source-only | dann | target-only (upper bound: trains on target labels)
-    arch: str = "auto"  # mnist | mnist-bn (per-domain batch norm) | digits32 | moons | auto (from the sample shape)
-    epochs: int = 10  # passes over the larger domain's training set
-    batch_size: int = 64  # samples per domain per step (global, over all processes)
-    optimizer: str = "sgd"  # sgd (the paper's, momentum 0.9) | adam
-    lr: float = 0.01  # lr0 of the paper's annealing lr0 / (1 + 10 p) ** 0.75
-    lr_schedule: str = "dann"  # dann (annealed as above) | constant
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 0.0  # L2 penalty of the optimizer
-    lambd_max: float = 1.0  # λ(p) = lambd_max * (2 / (1 + exp(-gamma p)) - 1)
-    gamma: float = 10.0  # steepness of the λ schedule
-    target_entropy: float = 0.0  # weight w of the mean entropy of the target predictions added to the dann loss (entropy minimisation; 0 = plain DANN)
-    target_vat: float = 0.0  # weight of virtual adversarial training on the target added to the dann loss (VAT; with target_entropy: VADA; 0 = off)
-    vat_eps: float = 0.25  # L2 radius of the VAT perturbation per sample, in the units of the model's input
-    val_fraction: float = 0.1  # share of source train held out for model selection
-    limit: int | None = None  # keep the first N samples of each split (quick runs, tests)
-    source_transform: str = "none"  # none, or steps rgb | grey | resizeN chained with + (e.g. grey+resize28)
-    target_transform: str = "none"  # as source_transform, for the target
-    normalize: str = "source"  # source (per-channel mean/std of the source train set) | none
-    seed: int = 0  # seeds initial weights, data order and the source validation split
-    data_seed: int = 0  # seed of the generated data sets (moons, mnistm, syndigits, composite-zero)
-    device: str = "cpu"  # cpu | cuda | cuda:N | mps
-    amp: bool = False  # autocast: bf16 on CPU, fp16 + GradScaler on CUDA
-    compile: bool = False  # torch.compile the model
-    channels_last: bool = True  # images and conv weights in NHWC memory order (same maths, faster conv/pool)
-    out: str | None = None  # run folder: config.json, metrics.jsonl, checkpoint.pt
-    resume: bool = False  # continue from out/checkpoint.pt (exactly, same seed and config)
-    checkpoint_every: int = 1  # write out/checkpoint.pt every N epochs (and on SIGINT/SIGTERM)
-    eval_limit: int = 2000  # samples per domain used for per-epoch evaluation and selection
-    progress: bool = True  # tqdm progress bar with live loss, accuracies and λ
-    tensorboard: bool = False  # also log to out/tb (needs torch.utils.tensorboard)
-    data_root: str | None = None  # data cache folder (default $BACKFLIP_DATA)
-    hidden: int = 32  # hidden units of the moons net
-    threads: int | None = None  # torch.set_num_threads (1 is fastest for tiny nets on a busy CPU)
+    source: str = _field("mnist", "labelled source data: a built-in name (backflip.data.DATASETS) or a path: .npz (keys x, y), .csv (a label column), or a folder with one sub-folder of images per class")
+    target: str = _field("mnistm", "unlabelled target data: a built-in name or a path as for source (.npy of x too); its labels, if any, are used only by target-only")
+    target_test: str | None = _field(None, "labelled target test data that scores target accuracy: a built-in name or a path; default: the target's test split for a built-in target, none for a path (the run then reports no target accuracy)")
+    label_column: str = _field("label", "the label column of a .csv source or target")
+    image_size: int | None = _field(None, "resize the images of a folder to N x N (default: they must all have one size)")
+    stream: bool = _field(False, "read image folders from disk batch by batch (DataLoader workers) instead of loading them into memory")
+    workers: int = _field(0, "DataLoader worker processes for streamed data (0: read in the training process)")
+    model: str | None = _field(None, "MODULE:FUNCTION of your own code that returns the backflip.dann.DANN to train (instead of a built-in --arch)")
+    method: str = _field("dann", "source-only | dann | target-only (upper bound: trains on target labels)")
+    arch: str = _field("auto", "built-in network: mnist (C x 28 x 28) | mnist-bn (per-domain batch norm) | digits32 (C x 32 x 32) | conv (any image size and channels) | mlp (vectors) | moons (the moons' mlp) | auto (from the sample shape)")
+    epochs: int = _field(10, "passes over the larger domain's training set")
+    batch_size: int = _field(64, "samples per domain per step (global, over all processes)")
+    optimizer: str = _field("sgd", "sgd (the paper's, momentum 0.9) | adam")
+    lr: float = _field(0.01, "lr0 of the paper's annealing lr0 / (1 + 10 p) ** 0.75")
+    lr_schedule: str = _field("dann", "dann (annealed as above) | constant")
+    momentum: float = _field(0.9, "SGD momentum")
+    weight_decay: float = _field(0.0, "L2 penalty of the optimizer")
+    lambd_max: float = _field(1.0, "λ(p) = lambd_max * (2 / (1 + exp(-gamma p)) - 1)")
+    gamma: float = _field(10.0, "steepness of the λ schedule")
+    target_entropy: float = _field(0.0, "weight w of the mean entropy of the target predictions added to the dann loss (entropy minimisation; 0 = plain DANN)")
+    target_vat: float = _field(0.0, "weight of virtual adversarial training on the target added to the dann loss (VAT; with target_entropy: VADA; 0 = off)")
+    vat_eps: float = _field(0.25, "L2 radius of the VAT perturbation per sample, in the units of the model's input")
+    val_fraction: float = _field(0.1, "share of source train held out for model selection")
+    limit: int | None = _field(None, "keep the first N samples of each split (quick runs, tests)")
+    source_transform: str = _field("none", "none, or steps rgb | grey | resizeN chained with + (e.g. grey+resize28)")
+    target_transform: str = _field("none", "as source_transform, for the target")
+    normalize: str = _field("source", "source (per-channel mean/std of the source train set) | none")
+    seed: int = _field(0, "seeds initial weights, data order and the source validation split")
+    data_seed: int = _field(0, "seed of the generated data sets (moons, mnistm, syndigits, composite-zero)")
+    device: str = _field("cpu", "cpu | cuda | cuda:N | mps")
+    amp: bool = _field(False, "autocast: bf16 on CPU, fp16 + GradScaler on CUDA")
+    compile: bool = _field(False, "torch.compile the model")
+    channels_last: bool = _field(True, "images and conv weights in NHWC memory order (same maths, faster conv/pool)")
+    out: str | None = _field(None, "run folder: config.json, metrics.jsonl, checkpoint.pt, result.json, report.md and plots")
+    resume: bool = _field(False, "continue from out/checkpoint.pt (exactly, same seed and config)")
+    checkpoint_every: int = _field(1, "write out/checkpoint.pt every N epochs (and on SIGINT/SIGTERM)")
+    eval_limit: int = _field(2000, "samples per domain used for per-epoch evaluation and selection")
+    progress: bool = _field(True, "progress bar with live loss, accuracy and λ where stdout is a terminal, else one line per epoch; off: silent")
+    tensorboard: bool = _field(False, "also log to out/tb (needs torch.utils.tensorboard)")
+    data_root: str | None = _field(None, "data cache folder (default $BACKFLIP_DATA)")
+    hidden: int = _field(32, "hidden units of the mlp (moons) net")
+    plots: bool = _field(True, "write report.md with the table, training curves and a feature PCA into --out (needs matplotlib)")
+    threads: int | None = _field(None, "torch.set_num_threads (1 is fastest for tiny nets on a busy CPU)")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -94,7 +108,8 @@ class TrainConfig:
         for side in ("source_transform", "target_transform"):
             _check_transform(side, getattr(self, side))
         for name, choices in (("optimizer", ("sgd", "adam")), ("lr_schedule", ("dann", "constant")),
-                              ("normalize", ("source", "none"))):
+                              ("normalize", ("source", "none")),
+                              ("arch", ("auto", *ARCHITECTURES))):
             if getattr(self, name) not in choices:
                 raise BackflipValueError(
                     f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}."
@@ -112,6 +127,18 @@ class TrainConfig:
                     f"{name} {getattr(self, name)} uses unlabelled target data, which "
                     f"method {self.method!r} does not see; use --method dann (with "
                     "--lambd-max 0 for the term without the adversarial one)."
+                )
+        if self.model is not None:
+            if not isinstance(self.model, str) or self.model.count(":") != 1 or not all(
+                    self.model.split(":")):
+                raise BackflipValueError(
+                    f"model must be 'MODULE:FUNCTION' (e.g. 'mynets:build', the function "
+                    f"in mynets.py that returns a backflip.dann.DANN); got {self.model!r}."
+                )
+            if self.arch != "auto":
+                raise BackflipValueError(
+                    f"model {self.model!r} and arch {self.arch!r} both name the network; "
+                    "pass one of them (--model for your own, --arch for a built-in)."
                 )
         if self.resume and not self.out:
             raise BackflipValueError("resume needs the run folder: pass --out DIR as well.")
@@ -151,6 +178,8 @@ _NUMBERS: tuple[tuple[str, float, bool, float | None, str], ...] = (
     ("checkpoint_every", 1, False, None, ""),
     ("eval_limit", 1, False, None, ""),
     ("hidden", 1, False, None, ""),
+    ("workers", 0, False, None, "Use 0 to read in the training process."),
+    ("image_size", 1, False, None, "Leave it out to keep the images' own size."),
     ("threads", 1, False, None, "Leave it out for torch's default."),
 )
 
@@ -181,18 +210,11 @@ def _base_type(tp: Any) -> type:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per TrainConfig field, with the field's comment as help."""
-    import inspect
-
-    comments: dict[str, str] = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        line = line.strip()
-        if ":" in line and "#" in line and not line.startswith(("#", '"')):
-            comments[line.split(":", 1)[0].strip()] = line.split("#", 1)[1].strip()
+    """One ``--flag`` per TrainConfig field, with the help its field's metadata holds."""
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        help_ = comments.get(f.name, "") + f" (default: {f.default})"
+        help_ = f.metadata.get("help", "") + f" (default: {f.default})"
         tp = _base_type(hints[f.name])
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,

@@ -266,8 +266,8 @@ def _plots(name: str, kept: dict[str, TrainResult], out: Path
 
     from backflip.dann._data import load_domain
     from backflip.dann._domain_norm import bn_domain
+    from backflip.dann._evaluate import norm_domains
     from backflip.dann._plots import DecisionBoundary, FeatureProjection, TrainingCurves, _pyplot
-    from backflip.dann._train import _domains
 
     plt = _pyplot("the plots of backflip run")
     files = []
@@ -287,7 +287,7 @@ def _plots(name: str, kept: dict[str, TrainResult], out: Path
         for ax, method in zip(axes[0], order, strict=True):
             res = kept[method]
             # each domain's images through its own batch statistics, as in training
-            source_stats, target_stats = _domains(res.config.method)
+            source_stats, target_stats = norm_domains(res.config.method)
             bn_domain(res.model, source_stats)
             fs = res.model.embed(torch.as_tensor(src.x[:n])).numpy()
             bn_domain(res.model, target_stats)  # the default a loaded model applies

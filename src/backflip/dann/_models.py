@@ -9,17 +9,19 @@ reversal layer (GRL), a domain classifier ``G_d``. One backward pass then trains
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import numpy as np
 import torch
 from torch import nn
 
 from backflip._errors import BackflipValueError
+from backflip.dann._config import ARCHITECTURES
 from backflip.dann._domain_norm import DomainBatchNorm, split_domains
 from backflip.schedules import dann_lambda
 from backflip.torch import GradientReversal
 
-__all__ = ["ARCHITECTURES", "DANN", "AdversarialHead", "Standardize", "build_model"]
-
-ARCHITECTURES = ("mnist", "mnist-bn", "digits32", "moons")
+__all__ = ["ARCHITECTURES", "DANN", "AdversarialHead", "Standardize", "auto_arch", "build_model"]
 
 
 class Standardize(nn.Module):
@@ -40,14 +42,40 @@ class Standardize(nn.Module):
         super().__init__()
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("std", torch.ones(channels))
+        self.constant = 0  # channels found constant by the last fit (left unscaled)
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor, eps: float = 1e-6) -> Standardize:
-        """Set mean and std per channel (axis 1) from ``x``; returns ``self``."""
-        x = torch.as_tensor(x, dtype=torch.float32)
-        for c in range(x.shape[1]):
-            self.mean[c] = x[:, c].mean()
-            self.std[c] = x[:, c].std().clamp_min(eps)
+    def fit(self, x: torch.Tensor | Iterable[torch.Tensor], eps: float = 1e-6) -> Standardize:
+        """Set mean and std per channel (axis 1) from ``x`` or from an iterable of batches.
+
+        The sums run in float64 over the batches in order, so one array and the same
+        samples streamed in batches of that size give the same statistics. A channel
+        whose std is below ``eps`` (constant in the data it is fitted on) is centred
+        and left unscaled (std 1): dividing by ``eps`` would blow up any other value it
+        takes in the other domain. :attr:`constant` counts such channels.
+        """
+        batches = [x] if isinstance(x, torch.Tensor | np.ndarray) else x
+        total = total_sq = None
+        count = 0
+        for batch in batches:
+            b = torch.as_tensor(batch).to(torch.float64)
+            b = b.transpose(0, 1).reshape(b.shape[1], -1)  # (C, N * H * W)
+            s, sq = b.sum(1), (b * b).sum(1)
+            total = s if total is None else total + s
+            total_sq = sq if total_sq is None else total_sq + sq
+            count += b.shape[1]
+        if total is None or count < 2:
+            raise BackflipValueError(
+                f"Standardize.fit needs at least 2 values per channel; got {count}. Fit it "
+                "on the source training set."
+            )
+        mean = total / count
+        var = ((total_sq - count * mean * mean) / (count - 1)).clamp_min(0.0)
+        std = var.sqrt()
+        constant = std < eps
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.std.copy_(torch.where(constant, torch.ones_like(std), std).to(self.std.dtype))
+        self.constant = int(constant.sum())
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,9 +208,55 @@ def _moons(in_features: int, num_classes: int, hidden: int = 32) -> DANN:
     return DANN(features, nn.Linear(hidden, num_classes), discriminator)
 
 
+def _mlp(in_features: int, num_classes: int, hidden: int = 32) -> DANN:
+    # Any vectors: the moons' network, two ReLU layers of ``hidden`` units.
+    return _moons(in_features, num_classes, hidden)
+
+
+def _conv(in_channels: int, num_classes: int, hidden: int = 128) -> DANN:
+    # Any image size and channel count: two 3x3 conv blocks (the first halves the size
+    # when the image is at least 8 pixels high or wide), then adaptive average pooling
+    # to 4 x 4, so 8 x 8 digits and 224 x 224 photos give the same 64 * 16 features.
+    features = nn.Sequential(
+        Standardize(in_channels), nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2, ceil_mode=True), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+    )
+    dim = 64 * 4 * 4
+    classifier = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+    discriminator = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+    return DANN(features, classifier, discriminator)
+
+
+def auto_arch(in_shape: tuple[int, ...]) -> str:
+    """The built-in network ``arch="auto"`` picks for samples of ``in_shape``.
+
+    Vectors ``(D,)`` get ``"mlp"``; images ``(C, 28, 28)`` the paper's ``"mnist"`` net,
+    ``(C, 32, 32)`` its ``"digits32"`` net, and any other ``(C, H, W)`` the generic
+    ``"conv"`` net. Other shapes have no built-in network: pass your own ``model=``.
+
+    >>> auto_arch((64,)), auto_arch((1, 8, 8)), auto_arch((3, 28, 28)), auto_arch((3, 224, 224))
+    ('mlp', 'conv', 'mnist', 'conv')
+    """
+    shape = tuple(in_shape)
+    if len(shape) == 1:
+        return "mlp"
+    if len(shape) == 3:
+        return {(28, 28): "mnist", (32, 32): "digits32"}.get(shape[1:], "conv")
+    raise BackflipValueError(
+        f"no built-in network for samples of shape {shape}: the built-in ones take vectors "
+        "(N, D) or images (N, C, H, W). Pass your own network, e.g.\n"
+        "    model = backflip.dann.DANN(features, classifier, discriminator)\n"
+        "    backflip.dann.train(config, model=model, source=..., target=...)\n"
+        "(CLI: --model MODULE:FUNCTION)."
+    )
+
+
 def build_model(arch: str, in_shape: tuple[int, ...] | None = None, num_classes: int = 10,
                 hidden: int = 32) -> DANN:
-    """One of the paper's networks: ``"mnist"`` (Cx28x28), ``"digits32"`` (Cx32x32), ``"moons"``.
+    """A built-in network: the paper's ``"mnist"`` (Cx28x28) and ``"digits32"`` (Cx32x32),
+    the generic ``"conv"`` (any CxHxW) and ``"mlp"`` (any D; ``"moons"`` is the same), or
+    ``"auto"`` (:func:`auto_arch` picks from ``in_shape``).
 
     ``"mnist-bn"`` is the MNIST network with a :class:`DomainBatchNorm` after each hidden
     layer (per-domain batch statistics; the target's at test time).
@@ -193,8 +267,24 @@ def build_model(arch: str, in_shape: tuple[int, ...] | None = None, num_classes:
     >>> build_model("mnist", (3, 28, 28))(torch.zeros(2, 3, 28, 28)).shape
     torch.Size([2, 10])
     """
-    if arch == "moons":
+    if arch == "auto":
+        if in_shape is None:
+            raise BackflipValueError("arch 'auto' picks a network from in_shape; pass in_shape.")
+        arch = auto_arch(in_shape)
+    if arch in ("moons", "mlp"):
+        if in_shape is not None and len(in_shape) != 1:
+            raise BackflipValueError(
+                f"architecture {arch!r} takes vectors (N, D); got samples of shape "
+                f"{tuple(in_shape)}. Use --arch conv (or auto) for images."
+            )
         return _moons(in_shape[0] if in_shape else 2, num_classes if in_shape else 2, hidden)
+    if arch == "conv":
+        if in_shape is None or len(in_shape) != 3:
+            raise BackflipValueError(
+                f"architecture 'conv' takes images (N, C, H, W); got samples of shape "
+                f"{None if in_shape is None else tuple(in_shape)}. Use --arch mlp for vectors."
+            )
+        return _conv(in_shape[0], num_classes)
     expect = {"mnist": 28, "mnist-bn": 28, "digits32": 32}
     if arch not in expect:
         raise BackflipValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}.")

@@ -100,5 +100,6 @@ def pick(history: list[dict[str, float]]) -> dict[str, dict[str, float]]:
         if not rows:
             continue
         best = (max if sense == "max" else min)(rows, key=lambda r, n=name: r[n])
-        out[name] = {"epoch": int(best["epoch"]), "target_acc": float(best["target_acc"])}
+        acc = best.get("target_acc")  # None: the run had no labelled target test set
+        out[name] = {"epoch": int(best["epoch"]), "target_acc": None if acc is None else float(acc)}
     return out
