@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test bench bench-quick lint conformance clean
+.PHONY: demo test wheel-check bench bench-quick lint conformance clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests bench examples tools
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# Build the sdist and the wheel, twine-check them, install the wheel with [torch] only in a
+# fresh venv and use it there (tools/check_wheel.sh says what it checks).
+wheel-check: $(VENV)/.test-installed
+	PYTHON=$(abspath $(PY)) bash tools/check_wheel.sh
 
 # bench/train.py compares with skada on MNIST -> MNIST-M: fetch MNIST first, as the demo does.
 bench: $(VENV)/.test-installed
