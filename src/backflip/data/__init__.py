@@ -7,6 +7,10 @@
 * ``moons`` / ``moons-rotated``: sklearn's two moons and a copy rotated by 35 degrees.
 * ``composite-zero``: sums of two MNIST digits, labelled 1 if one is a zero.
 
+Your own data: :func:`open_dataset` takes a built-in name or a path to an ``.npz``
+(keys ``x``, ``y``), ``.npy`` (``x``), ``.csv`` (a label column) or a folder with one
+sub-folder of images per class (:class:`ImageFolder`); :func:`describe` records it.
+
 The cache is ``$BACKFLIP_DATA`` (default ``~/.cache/backflip``), one folder per data
 set with a ``manifest.json`` of sha256 hashes checked on every load.
 
@@ -18,6 +22,16 @@ set with a ``manifest.json`` of sha256 hashes checked on every load.
 
 from backflip.data._cache import data_root
 from backflip.data._dataset import ArrayDataset, check_batch_size, check_compatible, check_dataset
+from backflip.data._files import (
+    IMAGE_EXTENSIONS,
+    ImageFolder,
+    describe,
+    fingerprint,
+    open_dataset,
+    read_csv,
+    read_npy,
+    read_npz,
+)
 from backflip.data._idx import parse_idx, read_idx, write_idx
 from backflip.data._mnist import MNIST_SHA256, extract_archive
 from backflip.data._registry import DATASETS, SPLITS, fetch, info, load
@@ -27,22 +41,30 @@ from backflip.data._transforms import resize, to_grey, to_rgb
 
 __all__ = [
     "DATASETS",
+    "IMAGE_EXTENSIONS",
     "MNIST_SHA256",
     "MOONS_ANGLE",
     "MOONS_CENTRE",
     "MOONS_NOISE",
     "SPLITS",
     "ArrayDataset",
+    "ImageFolder",
     "check_batch_size",
     "check_compatible",
     "check_dataset",
     "data_root",
+    "describe",
     "extract_archive",
     "fetch",
+    "fingerprint",
     "info",
     "load",
+    "open_dataset",
     "parse_idx",
+    "read_csv",
     "read_idx",
+    "read_npy",
+    "read_npz",
     "resize",
     "to_grey",
     "to_rgb",

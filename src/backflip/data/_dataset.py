@@ -185,9 +185,14 @@ def check_dataset(ds: ArrayDataset | ImageFolder, role: str = "source", *,
     backflip._errors.BackflipValueError: labels of the source data set 'toy' must lie in [0, 2); got 3 at index 0. Remap the labels to 0..num_classes-1 or raise num_classes.
     """
     if not isinstance(ds, ArrayDataset):
+        from backflip.data._files import ImageFolder
+
+        if isinstance(ds, ImageFolder):
+            return ds
         raise BackflipTypeError(
             f"the {role} data set must be a backflip.data.ArrayDataset; got "
-            f"{type(ds).__name__}. Load one with backflip.data.load(name), or wrap arrays in ArrayDataset(x, y)."
+            f"{type(ds).__name__}. Load one with backflip.data.load(name) or "
+            "backflip.data.open_dataset(path), or wrap arrays in ArrayDataset(x, y)."
         )
     if not isinstance(ds.x, np.ndarray):
         raise BackflipTypeError(
