@@ -304,7 +304,8 @@ def test_check_compatible_vectors_and_unlabelled():
 
 
 def test_check_batch_size_with_a_hold_out():
-    ds = _vec(60, y=np.zeros(60, np.int64), classes=2, name="foo")
+    # ds is what is left after the hold-out (60 samples, round(60 * 0.1) = 6 held out)
+    ds = _vec(54, y=np.zeros(54, np.int64), classes=2, name="foo")
     assert check_batch_size(ds, 54, held_out=0.1) == 54
     with pytest.raises(BackflipValueError,
                        match=r"batch_size 64 is larger than the source data set 'foo' \(54 "
@@ -315,9 +316,25 @@ def test_check_batch_size_with_a_hold_out():
     with pytest.raises(BackflipValueError,
                        match=r"\(45 samples after holding out 25% \(15\) for validation, "
                              r"val_fraction 0\.25\)\. Use --batch-size 45 or less"):
-        check_batch_size(ds, 46, held_out=0.25)
-    with pytest.raises(BackflipValueError, match=r"\(60 samples\)\. Use --batch-size 60 or less, "
+        check_batch_size(_vec(45, name="foo"), 46, held_out=0.25)
+    with pytest.raises(BackflipValueError, match=r"\(54 samples\)\. Use --batch-size 54 or less, "
                                                  r"or more data \(raise --limit\)\.$"):
         check_batch_size(ds, 61)
     with pytest.raises(BackflipValueError, match=r"held_out must be a fraction in \[0, 1\); got 1"):
         check_batch_size(ds, 8, held_out=1)
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 0.9])
+def test_held_out_count_matches_the_split(fraction):
+    # the count in the message is the trainer's round(n * fraction) for the n that left
+    # len(ds), or left out where two n leave the same number (round half to even)
+    from backflip.data._dataset import _held_count
+
+    for n in range(1, 400):
+        held = round(n * fraction)
+        assert _held_count(n - held, fraction) in (None, held)
+    assert _held_count(54, 0.1) == 6 and _held_count(900, 0.1) == 100
+    ds = _vec(1, name="one")
+    with pytest.raises(BackflipValueError, match=r"\(1 samples after holding out 50% for "
+                                                 r"validation, val_fraction 0\.5\)"):
+        check_batch_size(ds, 2, held_out=0.5)  # n = 1, 2 or 3 all leave one sample

@@ -306,14 +306,22 @@ def check_compatible(source: ArrayDataset | ImageFolder, target: ArrayDataset | 
         )
 
 
+def _held_count(left: int, fraction: float) -> int | None:
+    """The ``round(n * fraction)`` held out of the ``n`` that left ``left``; None if ambiguous."""
+    found = [v for v in range(int(left * fraction / (1.0 - fraction)) + 3)
+             if v == round((left + v) * fraction)]
+    return found[0] if len(found) == 1 else None
+
+
 def check_batch_size(ds: ArrayDataset | ImageFolder, batch_size: int, role: str = "source",
                      held_out: float = 0.0) -> int:
-    """Check ``1 <= batch_size <= len(ds) - round(len(ds) * held_out)``; returns ``batch_size``.
+    """Check ``1 <= batch_size <= len(ds)``; returns ``batch_size``.
 
-    ``ds`` is the whole set; ``held_out`` is the share the trainer holds out for
-    validation (``val_fraction``), so the message counts what is left to train on.
+    ``ds`` is what the batches are drawn from: for the source, the part left after the
+    validation hold-out. ``held_out`` is the share that was held out (``val_fraction``,
+    the trainer holds out ``round(n * val_fraction)``); the message then says so.
 
-    >>> ds = ArrayDataset(np.zeros((60, 2), np.float32), np.zeros(60, np.int64), 2, "foo")
+    >>> ds = ArrayDataset(np.zeros((54, 2), np.float32), np.zeros(54, np.int64), 2, "foo")
     >>> check_batch_size(ds, 54, held_out=0.1)
     54
     >>> check_batch_size(ds, 64, held_out=0.1)
@@ -331,17 +339,17 @@ def check_batch_size(ds: ArrayDataset | ImageFolder, batch_size: int, role: str 
             "10% for validation, or 0 for none."
         )
     n = len(ds)
-    n_val = round(n * held_out) if held_out > 0 else 0
-    left = n - n_val
-    if batch_size > left:
-        if n_val:
-            size = (f"{left} samples after holding out {held_out * 100:g}% ({n_val}) for "
-                    f"validation, val_fraction {held_out:g}")
+    if batch_size > n:
+        if held_out > 0:
+            count = _held_count(n, float(held_out))
+            size = (f"{n} samples after holding out {held_out * 100:g}%"
+                    f"{'' if count is None else f' ({count})'} for validation, val_fraction "
+                    f"{held_out:g}")
             more = "a smaller --val-fraction, or more data (raise --limit)"
         else:
             size, more = f"{n} samples", "or more data (raise --limit)"
         raise BackflipValueError(
             f"batch_size {batch_size} is larger than the {role} data set {ds.name!r} "
-            f"({size}). Use --batch-size {left} or less, {more}."
+            f"({size}). Use --batch-size {n} or less, {more}."
         )
     return int(batch_size)
