@@ -1,4 +1,8 @@
-"""Small models and a hand-written guided/deconvnet reference for the saliency tests."""
+"""Small models and a hand-written guided/deconvnet reference for the saliency tests.
+
+tests/ops_torch/conftest.py has a copy of the models and the reference, for the tests of
+override_gradients and the rules (conftest files cannot import each other).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The docstring examples of the rule, override and saliency modules run and hold."""
+"""The docstring examples of the saliency modules run and hold (backflip.torch's: tests/ops_torch)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from backflip._testing import require_backend
 require_backend("torch")
 
 MODULES = [
-    "backflip.torch._rules",
-    "backflip.torch._override",
     "backflip.saliency._maps",
     "backflip.saliency._plot",
 ]
