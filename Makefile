@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test wheel-check bench bench-quick lint conformance clean
+.PHONY: demo test test-fast wheel-check bench bench-quick lint conformance clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests bench examples tools
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# The quick lane: the same, without the tests marked slow (training, subprocesses that
+# import a framework, the wheel check).
+test-fast: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check src tests bench examples tools
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 # Build the sdist and the wheel, twine-check them, install the wheel with [torch] only in a
 # fresh venv and use it there (tools/check_wheel.sh says what it checks).

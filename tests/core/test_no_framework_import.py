@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import backflip
 
 FRAMEWORKS = ("torch", "jax", "tensorflow", "keras", "pytensor")
@@ -16,6 +18,7 @@ def test_core_imports_no_framework():
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.slow  # a child process imports torch
 def test_adapter_imports_only_its_framework():
     code = (
         "import sys, backflip.torch;"

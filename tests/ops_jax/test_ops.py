@@ -205,6 +205,7 @@ def test_clip_norm_under_vmap_is_per_example():
     np.testing.assert_allclose(grads, np.full((2, 4), 0.5))  # ||(1, 1, 1, 1)|| = 2
 
 
+@pytest.mark.slow  # a child process imports jax
 def test_import_pulls_in_no_other_framework():
     import subprocess
     import sys

@@ -70,6 +70,7 @@ def _save_conformance(junit, backend):
     out.write_text(json.dumps({f"keras-{backend}": outcomes}, indent=1, sort_keys=True))
 
 
+@pytest.mark.slow  # a child process imports keras
 def test_numpy_backend_raises_instead_of_warning(tmp_path):
     script = textwrap.dedent("""
         import warnings
@@ -94,6 +95,7 @@ def test_numpy_backend_raises_instead_of_warning(tmp_path):
     assert proc.returncode == 0 and "raised" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # a child process imports keras on jax
 def test_import_backflip_keras_alone_does_not_import_tensorflow(tmp_path):
     script = "import sys, backflip.keras; print('tensorflow' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_env("jax"),

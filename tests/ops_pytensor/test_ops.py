@@ -235,6 +235,7 @@ def test_forward_mode_pushforward():
     np.testing.assert_array_equal(got_clip, W)
 
 
+@pytest.mark.slow  # a child process imports pytensor
 def test_import_pulls_in_no_other_framework():
     import subprocess
     import sys

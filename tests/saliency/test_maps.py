@@ -154,6 +154,7 @@ def test_save_grid_writes_png(tmp_path):
         saliency.save_grid(tmp_path / "bad.png", x, m, titles=["a"])
 
 
+@pytest.mark.slow  # a child process imports torch
 def test_torch_does_not_import_saliency():
     import subprocess
     import sys
