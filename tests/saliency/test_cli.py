@@ -23,15 +23,21 @@ from backflip.data import ArrayDataset  # noqa: E402
 def fake_dann(monkeypatch, helpers, tmp_path):
     calls = []
     torch.manual_seed(0)
-    model = torch.nn.Sequential(
+    fake = model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
         torch.nn.Linear(4 * 12 * 12, 10),
     ).eval()  # fmt: skip
-    config = types.SimpleNamespace(source="mnist", target="mnistm", method="dann")
+    from backflip.dann import TrainConfig
 
-    def load_model(path, map_location="cpu"):
+    config = TrainConfig(source="mnist", target="mnistm", method="dann")
+
+    def load_model(path, map_location="cpu", *, model=None):
         calls.append(("load_model", str(path), map_location))
-        return model, config
+        return fake, config
+
+    def load_checkpoint(path, map_location="cpu"):
+        calls.append(("load_checkpoint", str(path)))
+        return {"in_shape": [3, 28, 28], "num_classes": 10, "data": {}}
 
     def load_domain(config, domain, split="test", root=None):
         calls.append(("load_domain", domain, split))
@@ -47,6 +53,7 @@ def fake_dann(monkeypatch, helpers, tmp_path):
 
     monkeypatch.setattr(backflip.dann, "load_model", load_model, raising=False)
     monkeypatch.setattr(backflip.dann, "load_domain", load_domain, raising=False)
+    monkeypatch.setattr(backflip.dann, "load_checkpoint", load_checkpoint, raising=False)
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"weights")
     return types.SimpleNamespace(calls=calls, ckpt=ckpt, model=model)

@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dataset",
         default="target",
-        help="'source' or 'target' (the model's own domains, with its transforms), "
-        "or a data set name from backflip.data.DATASETS (default: target)",
+        help="'source' or 'target' (the run's own domains, read as it read them, with its "
+        "transforms), a data set name from backflip.data.DATASETS, or a path (.npz, .npy, "
+        ".csv or a folder of images in class sub-folders) (default: target)",
     )
     p.add_argument("--method", default="guided", choices=METHOD_CHOICES, help="(default: guided)")
     p.add_argument("--n", type=int, default=16, help="number of images (default: 16)")
@@ -44,18 +45,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="which images are drawn (default: 0)")
     p.add_argument("--root", default=None, help="data cache folder (default: $BACKFLIP_DATA)")
+    p.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
+                   help="for a run on your own network: the function that builds it, as for "
+                   "`backflip train --model` (default: the one the run recorded)")
     p.set_defaults(func=run)
 
 
-def _load_data(config, name: str, split: str, root):
-    from backflip.dann import load_domain
+def _load_data(config, records: dict, name: str, split: str, root):
+    import dataclasses
 
+    from backflip.dann import load_domain
+    from backflip.data import ArrayDataset, open_dataset
+
+    config = dataclasses.replace(config, stream=False)  # saliency reads arrays
     for domain in ("source", "target"):
         if name in (domain, getattr(config, domain, None)):
-            return load_domain(config, domain, split=split, root=root), domain
-    from backflip.data import load
+            rec = records.get("target_test" if domain == "target" and split == "test"
+                              and "target_test" in records else domain, {})
+            if rec.get("form") in ("arrays", "dataset"):
+                raise BackflipValueError(
+                    f"the {domain} data of this run was passed to train() in Python "
+                    f"({rec.get('name')!r}, {rec['form']}), so it cannot be read again from "
+                    "the checkpoint; pass it as --dataset PATH (a .npz, .npy, .csv or image "
+                    "folder of the same samples)."
+                )
+            if rec.get("path"):  # a file or folder: read it where training read it
+                from backflip.dann._data import open_spec
 
-    return load(name, split, root=root), name
+                transform = getattr(config, f"{domain}_transform")
+                return open_spec(config, rec["path"], split, transform, root), domain
+            return load_domain(config, domain, split=split, root=root), domain
+    ds = open_dataset(name, split=split, root=root, label_column=config.label_column,
+                      image_size=config.image_size)
+    if not isinstance(ds, ArrayDataset):  # pragma: no cover - open_dataset reads arrays
+        ds = ds.to_arrays()
+    return ds, name
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,18 +101,33 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:  # pragma: no cover - backflip.dann ships with backflip
         raise BackflipValueError(f"backflip saliency needs backflip.dann: {err}") from None
 
-    model, config = load_model(ckpt, map_location="cpu")
-    ds, label = _load_data(config, args.dataset, args.split, args.root)
+    from backflip.dann import build_from_factory, load_checkpoint
+
+    state = load_checkpoint(ckpt)
+    user = None
+    if args.model is not None:
+        user = build_from_factory(args.model, tuple(state["in_shape"]), int(state["num_classes"]))
+    model, config = load_model(ckpt, map_location="cpu", model=user)
+    records = state.get("data", {})
+    ds, label = _load_data(config, records, args.dataset, args.split, args.root)
+    if ds.y is None and args.target == "label":
+        raise BackflipValueError(
+            f"{args.dataset!r} has no labels, which --target label explains; use --target "
+            "pred (the predicted class), or pass a labelled data set."
+        )
+    y_all = ds.y if ds.y is not None else np.full(len(ds), -1)
+    src_name = records.get("source", {}).get("name", config.source)
+    tgt_name = records.get("target", {}).get("name", config.target)
     rng = np.random.default_rng(args.seed)
     idx = np.sort(rng.choice(len(ds), size=min(args.n, len(ds)), replace=False))
-    x, y = torch.from_numpy(np.ascontiguousarray(ds.x[idx])), torch.from_numpy(ds.y[idx])
+    x, y = torch.from_numpy(np.ascontiguousarray(ds.x[idx])), torch.from_numpy(y_all[idx])
     method = ALIASES.get(args.method, args.method)
     try:
         with torch.no_grad():
             pred = model(x).argmax(dim=1)
     except RuntimeError as err:
         raise BackflipValueError(
-            f"the model trained on {config.source} -> {config.target} cannot read "
+            f"the model trained on {src_name} -> {tgt_name} cannot read "
             f"{args.dataset!r} images of shape {tuple(x.shape[1:])} ({err}). "
             "Use --dataset source or --dataset target."
         ) from None
@@ -104,19 +143,27 @@ def run(args: argparse.Namespace) -> int:
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"saliency_{method}_{label}"
     titles = [f"y={int(a)} pred={int(b)}" for a, b in zip(y, pred, strict=True)]
     method_name = getattr(config, "method", "?")
+    label = pathlib.Path(label).stem if ("/" in label or "." in label) else label
+    stem = f"saliency_{method}_{label}"
+    np.savez(out / f"{stem}.npz", inputs=x.numpy(), maps=maps.numpy(), y=y.numpy(),
+             pred=pred.numpy())  # fmt: skip
+    scored = y >= 0
+    acc = f", accuracy {float((pred[scored] == y[scored]).float().mean()):.2f}" if \
+        scored.any() else ""
+    if x.dim() != 4:  # vectors: one attribution per feature, no picture to draw
+        print(f"{len(idx)} {label} samples{acc}; the samples are vectors of "
+              f"{x.shape[1:].numel()} features, so the maps (one value per feature) are "
+              f"written to {out / (stem + '.npz')} only (the PNG grid is for images)")
+        return 0
     png = save_grid(
         out / f"{stem}.png",
         x,
         maps,
         titles=titles,
         title=f"{method} on {label} ({args.split}), model: {method_name} "
-        f"{config.source} -> {config.target}, target class: {args.target}",
+        f"{src_name} -> {tgt_name}, target class: {args.target}",
     )
-    np.savez(out / f"{stem}.npz", inputs=x.numpy(), maps=maps.numpy(), y=y.numpy(),
-             pred=pred.numpy())  # fmt: skip
-    acc = float((pred == y).float().mean())
-    print(f"{len(idx)} {label} images, accuracy {acc:.2f}; wrote {png} and {stem}.npz")
+    print(f"{len(idx)} {label} images{acc}; wrote {png} and {stem}.npz")
     return 0

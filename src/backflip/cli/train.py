@@ -15,9 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train", help="train one model (source-only, dann or target-only)",
-        description="Train one model on labelled SOURCE and unlabelled TARGET data. The run "
-        "folder (--out) gets config.json, metrics.jsonl, checkpoint.pt and result.json. "
-        "Works under torchrun --nproc-per-node N -m backflip train ... (DDP).",
+        description="Train one model on labelled SOURCE and unlabelled TARGET data: built-in "
+        "names, or your own files (.npz with keys x and y, .npy of x, .csv with a label "
+        "column, a folder with one sub-folder of images per class), with a built-in network "
+        "or your own (--model MODULE:FUNCTION). The run folder (--out) gets config.json, "
+        "metrics.jsonl, checkpoint.pt, result.json, report.md and plots. Works under "
+        "torchrun --nproc-per-node N -m backflip train ... (DDP).",
     )
     add_config_arguments(p)
     p.set_defaults(func=run_train)
@@ -43,9 +46,16 @@ def run_train(args: argparse.Namespace) -> int:
     import os
 
     if os.environ.get("RANK", "0") == "0":
-        print(f"{config.method} {config.source} -> {config.target}: target accuracy "
-              f"{result.target_accuracy:.4f} (final epoch)")
+        acc = result.target_accuracy
+        src, tgt = result.data["source"]["name"], result.data["target"]["name"]
+        print(f"{config.method} {src} -> {tgt}: target accuracy "
+              + ("not scored (no labelled target test set)" if acc is None else f"{acc:.4f}")
+              + " (final epoch)")
         for name, sel in result.selection.items():
-            print(f"  {name} would pick epoch {sel['epoch']}: target accuracy "
-                  f"{sel['target_acc']:.4f}")
+            then = sel["target_acc"]
+            print(f"  {name} would pick epoch {sel['epoch']}"
+                  + ("" if then is None else f": target accuracy {then:.4f}"))
+        if result.out is not None:
+            print(f"run folder: {result.out} (config.json, metrics.jsonl, checkpoint.pt, "
+                  "result.json" + (", report.md and plots)" if config.plots else ")"))
     return 0
