@@ -40,7 +40,6 @@ def _net(reverse: bool) -> nn.ModuleDict:
 
 def _one(train_ds, test_ds, reverse: bool, epochs: int, seed: int, device: torch.device,
          progress: bool, batch: int = 128):
-    tqdm = require("tqdm.auto", purpose="backflip run composite-zero").tqdm
     torch.manual_seed(seed)
     net = _net(reverse).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -54,7 +53,11 @@ def _one(train_ds, test_ds, reverse: bool, epochs: int, seed: int, device: torch
         order = order.to(device)
         net.train()
         desc = f"{'grl' if reverse else 'no-grl'} seed {seed} epoch {epoch + 1}/{epochs}"
-        for step in tqdm(range(steps), desc=desc, leave=False, disable=not progress):
+        bar = range(steps)
+        if progress:
+            tqdm = require("tqdm.auto", purpose="backflip run composite-zero").tqdm
+            bar = tqdm(bar, desc=desc, leave=False)
+        for step in bar:
             # λ follows the paper's schedule; the adversary learns the complement label
             if reverse:
                 net["adversary"].grl.set_lambd(dann_lambda((epoch * steps + step) /
@@ -85,7 +88,8 @@ def run_composite_zero(*, quick: bool = False, seeds: int = 1, out: str | Path =
     "history": [...]}}}`` (final-epoch test accuracy of each head). ``out`` is checked
     to be writable before any work.
     """
-    for module in ("tqdm", "matplotlib"):  # the plot comes after training: check first
+    # the plot comes after training (and the bars during it): check first
+    for module in (*(("tqdm",) if progress else ()), "matplotlib"):
         require(module, purpose="backflip run composite-zero")
     check_device(device)
     out = check_out(str(out))

@@ -124,9 +124,9 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
         return run_composite_zero(quick=quick, seeds=seeds, out=out, device=device,
                                   progress=progress)
     experiment_config(name, "dann")  # unknown names fail before any work
-    # every run needs tqdm (progress) and scikit-learn (moons, selection); plots matplotlib:
-    # a missing one fails here too, before any training, naming the extra
-    for module in ("tqdm", "sklearn", *(("matplotlib",) if plots else ())):
+    # every run needs scikit-learn (moons, model selection), progress bars tqdm, plots
+    # matplotlib: a missing one fails here too, before any training, naming the extra
+    for module in ("sklearn", *(("tqdm",) if progress else ()), *(("matplotlib",) if plots else ())):
         require(module, purpose="run_experiment (backflip run)")
     out = Path(out)
     results: dict[str, Any] = {"experiment": name, "quick": quick, "methods": {}}
