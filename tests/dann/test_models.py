@@ -107,9 +107,16 @@ def test_dann_over_user_modules():
 
 
 def test_dann_names_resolve_lazily():
+    import importlib
+
     import backflip.dann as dann
 
-    assert all(getattr(dann, name) is not None for name in dann.__all__)
+    for name in dann.__all__:  # each name is the object its private module defines
+        homes = [m for m in dann._MODULES
+                 if name in getattr(importlib.import_module(f"backflip.dann.{m}"), "__all__", ())]
+        assert homes, name
+        assert getattr(dann, name) is getattr(
+            importlib.import_module(f"backflip.dann.{homes[0]}"), name)
     assert set(dann.__all__) <= set(dir(dann))
     with pytest.raises(AttributeError, match=r"module 'backflip.dann' has no attribute 'nope'"):
         _ = dann.nope

@@ -311,8 +311,11 @@ def test_fake_mnist_to_mnistm_and_load_domain(tmp_path, fake_mnist_root):
                       batch_size=32, limit=64, progress=False, threads=1, eval_limit=64,
                       data_root=str(fake_mnist_root), out=str(tmp_path))
     res = train(cfg)
-    assert 0.0 <= res.target_accuracy <= 1.0
     model, back = load_model(Path(tmp_path) / "checkpoint.pt")
+    test = load_domain(back, "target", "test")  # the fake MNIST-M test split, scored
+    with torch.no_grad():
+        pred = model(torch.as_tensor(test.x[:64])).argmax(1).numpy()
+    assert res.target_accuracy == pytest.approx(float((pred == test.y[:64]).mean()))
     src = load_domain(back, "source", "test")
     assert src.x.shape == (60, 3, 28, 28)  # the fake MNIST test split, made RGB as in training
     assert model(torch.as_tensor(src.x[:5])).shape == (5, 10)
@@ -369,10 +372,21 @@ def test_compile_trains_like_eager_and_compiles_once(tiny_config, moons_domains,
     assert [r["lambd"] for r in comp.history] == [r["lambd"] for r in eager.history]
 
 
-def test_amp_bf16_on_cpu_trains(tiny_config, moons_domains):
+def test_amp_bf16_on_cpu_trains_in_bf16(tiny_config, moons_domains, monkeypatch):
+    # The built-in network's training forwards run in bf16 under amp (and only then).
+    real_build, seen = prepare_mod.build_model, set()
+
+    def build(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        model.features[1].register_forward_hook(
+            lambda m, i, o: seen.add(o.dtype) if m.training and torch.is_grad_enabled() else None)
+        return model
+
+    monkeypatch.setattr(prepare_mod, "build_model", build)
     res = train(tiny_config(amp=True, epochs=1), **_kw(moons_domains))
     row = res.history[0]
     assert np.isfinite(row["loss"]) and row["loss_d"] > 0
+    assert seen == {torch.bfloat16}
 
 
 def test_epoch_metrics_match_the_model_and_sync_rarely(tiny_config, moons_domains, monkeypatch):

@@ -24,4 +24,6 @@ def test_all_contains_core_ops_and_modules():
     }
     assert extra <= set(bft.__all__)
     for name in bft.__all__:
-        assert getattr(bft, name) is not None, name
+        obj = getattr(bft, name)  # a documented function or class of the adapter
+        assert callable(obj) and (obj.__doc__ or "").strip(), name
+        assert obj.__module__.startswith("backflip."), (name, obj.__module__)

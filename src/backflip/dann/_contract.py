@@ -104,6 +104,8 @@ def _check_domain_path(model: nn.Module, x: torch.Tensor) -> None:
     def grads(lambd: float, params: list[nn.Parameter]) -> list[torch.Tensor | None]:
         grl.set_lambd(lambd)
         _, d = model(x, with_domain=True)
+        if not d.requires_grad:  # detached: no parameter gets anything
+            return [None] * len(params)
         return list(torch.autograd.grad(d.float().sum(), params, allow_unused=True))
 
     try:

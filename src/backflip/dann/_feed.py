@@ -50,7 +50,7 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     """``(train, validation)`` indices: ``round(n * fraction)`` samples held out at random.
 
     >>> [a.tolist() for a in split_indices(5, 0.4, 0)]
-    [[0, 2, 3], [1, 4]]
+    [[0, 1, 3], [2, 4]]
     """
     n_val = round(n * fraction)
     order = np.random.default_rng(seed).permutation(n)
@@ -174,7 +174,9 @@ class Domain:
     def probe(self, limit: int, workers: int = 0) -> data.ArrayDataset:
         """The first ``limit`` samples as an ArrayDataset: what the checks look at."""
         x, y = self.read(np.arange(min(limit, len(self))), workers)
-        return data.ArrayDataset(x, y if self.labelled else None, self.num_classes, self.name)
+        origin = getattr(self.dataset, "origin", None) or {"form": "dataset"}
+        return data.ArrayDataset(x, y if self.labelled else None, self.num_classes, self.name,
+                                 origin=origin)
 
 
 def _loader(sets: Sequence[Any], rows: Sequence[list[tuple[int, int]]], sizes: list[int],

@@ -117,15 +117,15 @@ def resolve_inputs(config: TrainConfig, source: Any = None, target: Any = None,
     tt = None if target_test is None else as_domain(target_test, "target test")
     s_probe, t_probe = s.probe(lim, workers), t.probe(lim, workers)
     tt_probe = None if tt is None else tt.probe(lim, workers)
-    if s.num_classes is None:
+    if s.num_classes is None and not s.in_memory:
         raise BackflipValueError(
             f"the source data set {s.name!r} does not say how many classes it has; give it "
             "a num_classes (or classes) attribute, or pass ArrayDataset(x, y, num_classes)."
         )
+    _check(s, s_probe, "source", labels=True)
     for dom in (t, tt):
         if dom is not None and dom.num_classes is None:
             dom.num_classes = s.num_classes
-    _check(s, s_probe, "source", labels=True)
     _check(t, t_probe, "target", labels=config.method == "target-only")
     if tt is not None:
         _check(tt, tt_probe, "target test", labels=True)

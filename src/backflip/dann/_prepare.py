@@ -102,15 +102,6 @@ def _network(config: TrainConfig, model: torch.nn.Module | None, inputs: Inputs
              ) -> tuple[torch.nn.Module, str]:
     # The user's model, the one --model builds, or a built-in network for the data.
     if model is not None:
-        if config.model is not None:
-            raise BackflipValueError(
-                f"train() got model= and config.model {config.model!r}; pass one of them."
-            )
-        if config.arch != "auto":
-            raise BackflipValueError(
-                f"train() got model= and config.arch {config.arch!r}; the arch names a "
-                "built-in network, so leave it 'auto' when you pass your own."
-            )
         return model, "user"
     if config.model is not None:
         built = build_from_factory(config.model, inputs.shape, inputs.num_classes)
@@ -149,6 +140,15 @@ def prepare(config: TrainConfig, model: torch.nn.Module | None = None, source: A
             target: Any = None, target_test: Any = None) -> Setup:
     """Check everything, then set the run up (see the module docstring)."""
     # checks that need no data: a bad device, flag or factory fails in a second
+    if model is not None and config.model is not None:
+        raise BackflipValueError(
+            f"train() got model= and config.model {config.model!r}; pass one of them."
+        )
+    if model is not None and config.arch != "auto":
+        raise BackflipValueError(
+            f"train() got model= and config.arch {config.arch!r}; the arch names a built-in "
+            "network, so leave it 'auto' when you pass your own."
+        )
     check_device(config.device)
     writer_cls = _tensorboard(config)
     if config.model is not None:
