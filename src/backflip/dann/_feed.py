@@ -235,19 +235,20 @@ def as_domain(ds: Any, role: str) -> Domain:
     """
     if isinstance(ds, data.ArrayDataset):
         return Domain(role, ds, np.arange(len(ds)), ds.num_classes, ds.y is not None, True)
-    if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
-        raise BackflipTypeError(
-            f"the {role} data must be a backflip.data.ArrayDataset (arrays in memory), a "
-            "backflip.data.ImageFolder, or a map-style torch.utils.data.Dataset (with "
-            f"__len__ and __getitem__ returning (x, y) or x); got {type(ds).__name__}. Wrap "
-            "arrays as ArrayDataset(x, y), or read files with backflip.data.open_dataset(path)."
-        )
     if isinstance(ds, torch.utils.data.IterableDataset):
         raise BackflipTypeError(
             f"the {role} data is an IterableDataset ({type(ds).__name__}); the trainer needs "
             "a map-style Dataset (__len__ and __getitem__) to draw the same batches on every "
             "process and to resume exactly. Index your samples, or load them into an "
             "ArrayDataset."
+        )
+    if isinstance(ds, np.ndarray | torch.Tensor | list | tuple | dict) or not (
+            hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
+        raise BackflipTypeError(
+            f"the {role} data must be a backflip.data.ArrayDataset (arrays in memory), a "
+            "backflip.data.ImageFolder, or a map-style torch.utils.data.Dataset (with "
+            f"__len__ and __getitem__ returning (x, y) or x); got {type(ds).__name__}. Wrap "
+            "arrays as ArrayDataset(x, y), or read files with backflip.data.open_dataset(path)."
         )
     n = len(ds)
     if n == 0:

@@ -1,0 +1,127 @@
+"""Streamed data sets: the same batches, the same result and the same resume as in memory."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+import backflip.dann._train as train_mod
+from backflip import data
+from backflip._errors import BackflipTypeError
+from backflip.dann import TrainingStopped, train
+from backflip.dann._feed import as_domain, epoch_plan, step_batches
+
+
+class Samples(torch.utils.data.Dataset):
+    """A map-style Dataset over arrays: what a user's on-disk data set looks like."""
+
+    def __init__(self, ds, labelled=True):
+        self.ds, self.labelled_ = ds, labelled
+        self.num_classes = ds.num_classes
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        x = torch.from_numpy(self.ds.x[i])
+        return (x, int(self.ds.y[i])) if self.labelled_ else x
+
+
+def _weights(model):
+    return {k: v for k, v in model.state_dict().items() if torch.is_tensor(v)}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_streamed_dataset_gives_the_in_memory_result(tiny_config, moons_domains, workers):
+    s, t, tt = moons_domains
+    mem = train(tiny_config(target_vat=1.0), source=s, target=t, target_test=tt)
+    streamed = train(tiny_config(target_vat=1.0, workers=workers), source=Samples(s),
+                     target=Samples(t, labelled=False), target_test=Samples(tt))
+    for k, v in _weights(mem.model).items():
+        torch.testing.assert_close(_weights(streamed.model)[k], v, rtol=0, atol=0)
+    assert [r["loss"] for r in streamed.history] == [r["loss"] for r in mem.history]
+    assert [r["target_acc"] for r in streamed.history] == [r["target_acc"] for r in mem.history]
+
+
+def test_a_streamed_image_folder_gives_the_in_memory_result(tmp_path, tiny_config):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for domain, shift in (("s", 0), ("t", 40)):
+        for c in range(2):
+            (tmp_path / domain / f"c{c}").mkdir(parents=True)
+            for i in range(30):
+                px = (rng.integers(0, 100, (9, 9)) + 80 * c + shift).clip(0, 255)
+                Image.fromarray(px.astype(np.uint8)).save(tmp_path / domain / f"c{c}" / f"{i}.png")
+    folders = [data.ImageFolder(tmp_path / d) for d in ("s", "t")]
+    cfg = tiny_config(batch_size=10, eval_limit=60)
+    mem = train(cfg, source=folders[0].to_arrays(), target=folders[1].to_arrays(),
+                target_test=folders[1].to_arrays())
+    streamed = train(cfg, source=folders[0], target=folders[1], target_test=folders[1])
+    for k, v in _weights(mem.model).items():
+        torch.testing.assert_close(_weights(streamed.model)[k], v, rtol=0, atol=0)
+
+
+def test_a_streamed_run_resumes_exactly(tmp_path, tiny_config, moons_domains, monkeypatch):
+    s, t, tt = moons_domains
+    kw = {"source": Samples(s), "target": Samples(t, labelled=False), "target_test": Samples(tt)}
+    full = train(tiny_config(out=str(tmp_path / "full")), **kw)
+    calls, real = [], train_mod.dann_lambda
+
+    def lambd_then_signal(p, *a):
+        calls.append(p)
+        if len(calls) == 9:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(p, *a)
+
+    monkeypatch.setattr(train_mod, "dann_lambda", lambd_then_signal)
+    with pytest.raises(TrainingStopped, match="SIGINT at epoch 2, step 3"):
+        train(tiny_config(out=str(tmp_path / "part")), **kw)
+    monkeypatch.setattr(train_mod, "dann_lambda", real)
+    res = train(tiny_config(out=str(tmp_path / "part"), resume=True), **kw)
+    for k, v in _weights(full.model).items():
+        torch.testing.assert_close(_weights(res.model)[k], v, rtol=0, atol=0)
+
+
+def test_streamed_batches_are_the_planned_samples_of_this_shard():
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    ds = data.ArrayDataset(x, np.arange(20) % 2)
+    mem, streamed = as_domain(ds, "source"), as_domain(Samples(ds), "source")
+    mem.to(torch.device("cpu"), torch.contiguous_format)
+    plan = epoch_plan(20, 3, 4, torch.Generator().manual_seed(0))
+    shard = slice(2, 4)  # rank 1 of 2
+    a = list(step_batches([mem], [plan], 1, shard, torch.device("cpu"), torch.contiguous_format))
+    b = list(step_batches([streamed], [plan], 1, shard, torch.device("cpu"),
+                          torch.contiguous_format))
+    assert len(a) == len(b) == 2  # from step 1 on
+    for (xa, ya), (xb, yb) in zip((p[0] for p in a), (p[0] for p in b), strict=True):
+        torch.testing.assert_close(xa, xb)
+        assert torch.equal(ya, yb)
+    assert torch.equal(a[0][0][0][:, 0] / 2, plan[1, 2:4].float())
+
+
+def test_an_iterable_or_indexless_dataset_is_refused(tiny_config, moons_domains):
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            yield from ()
+
+    s, _, _ = moons_domains
+    with pytest.raises(BackflipTypeError, match=r"IterableDataset .* needs a map-style Dataset"):
+        train(tiny_config(), source=s, target=Stream())
+    with pytest.raises(BackflipTypeError, match=r"must be a backflip.data.ArrayDataset .*got list"):
+        train(tiny_config(), source=s, target=[1, 2, 3])
+
+
+def test_a_streamed_dataset_is_checked_on_the_samples_it_reads(tiny_config, moons_domains):
+    s, t, _ = moons_domains
+    bad = data.ArrayDataset(np.where(np.arange(len(t))[:, None] == 3, np.nan, t.x).astype(
+        np.float32), t.y, t.num_classes, "bad")
+    with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\), the first in "
+                       r"sample 3"):
+        train(tiny_config(), source=s, target=Samples(bad, labelled=False))
