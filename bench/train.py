@@ -365,7 +365,7 @@ def bench_skada(limit: int, epochs: int) -> dict:
     # (train_split=None); that evaluation is timed here and subtracted.
     from backflip.dann import _train
 
-    evaluate, eval_s = _train._evaluate, []
+    evaluate, eval_s = _train.evaluate, []
 
     def timed_evaluate(*args, **kwargs):
         t0 = time.perf_counter()
@@ -373,11 +373,11 @@ def bench_skada(limit: int, epochs: int) -> dict:
         eval_s.append(time.perf_counter() - t0)
         return out
 
-    _train._evaluate = timed_evaluate
+    _train.evaluate = timed_evaluate
     try:
         res = train(cfg, source=src, target=tgt, target_test=test)
     finally:
-        _train._evaluate = evaluate
+        _train.evaluate = evaluate
     ours_s = [row["seconds"] - e for row, e in zip(res.history, eval_s, strict=True)]
     ours_acc = _accuracy(res.model.features, res.model.classifier, test.x, test.y)
 

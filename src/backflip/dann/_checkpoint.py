@@ -22,9 +22,12 @@ FORMAT = "backflip-dann/1"
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``state`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``.
 
-    A crash or signal during the write leaves the previous checkpoint intact.
+    A crash or signal during the write (SIGKILL included) leaves the previous checkpoint
+    intact; the next save removes the temp file such a write left behind.
     """
     path = Path(path)
+    for stale in path.parent.glob(path.name + ".*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -68,6 +68,24 @@ class Runtime:
         return values
 
 
+def _init_group(backend: str, rank: int, world: int) -> None:
+    # torchrun --max-restarts restarts a failed group over the same agent store; torch's
+    # env:// rendezvous reuses its keys, so the new group reads the dead processes'
+    # addresses and fails ("Connection refused"; pytorch/pytorch#167288). Each attempt
+    # gets a key prefix of its own.
+    import torch.distributed as dist
+
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None or "MASTER_ADDR" not in os.environ:
+        dist.init_process_group(backend)
+        return
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=not agent and rank == 0, multi_tenant=not agent)
+    dist.init_process_group(backend, store=dist.PrefixStore(f"backflip/attempt-{attempt}", store),
+                            rank=rank, world_size=world)
+
+
 def start_runtime(device: str, batch_size: int, threads: int | None = None) -> Runtime:
     """Check the device, join the process group under ``torchrun`` (``WORLD_SIZE`` > 1).
 
@@ -85,7 +103,7 @@ def start_runtime(device: str, batch_size: int, threads: int | None = None) -> R
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            _init_group("nccl" if dev.type == "cuda" else "gloo", rank, world)
         if dev.type == "cuda":
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if threads:
