@@ -240,7 +240,7 @@ def test_verify_catches_an_override_that_does_nothing(monkeypatch):
         return torch.relu(x)  # the silent failure: default gradients
 
     monkeypatch.setattr(override_mod, "activation_with_rule", no_rule)
-    report = OverrideReport(rule="guided", _rule="guided")
+    report = OverrideReport(rule="guided", _rule="guided", _verify_one=override_mod._verify_one)
     report.seen = 1
     report.activations[("relu", ())] = 1
     from backflip.torch import GradientCheckError

@@ -31,10 +31,9 @@ import inspect
 import os
 import sys
 import weakref
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +41,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from backflip._errors import BackflipTypeError, BackflipValueError
+from backflip._override_report import OverrideReport, rule_name, strict_error
 from backflip.rules import check_rule
 from backflip.torch._rules import Rule, activation_with_rule
 
@@ -91,57 +91,6 @@ for _f in list(_UNCOVERED):
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _ACTIVE: weakref.WeakSet = weakref.WeakSet()  # models inside an override_gradients block
 _THIS_FILE = __file__
-
-
-@dataclass
-class OverrideReport:
-    """What :func:`override_gradients` saw while the block ran.
-
-    ``seen``: nonlinearity calls inside the model's forward (covered or not);
-    ``overridden``: those whose backward now follows ``rule``; ``not_overridden``:
-    call sites it could not override (only with ``strict=False``); ``sites``: calls
-    per overridden call site; ``activations``: calls per activation name.
-    ``complete`` is true when at least one call was seen and all were overridden.
-    """
-
-    rule: str
-    seen: int = 0
-    overridden: int = 0
-    forwards: int = 0
-    not_overridden: list[str] = field(default_factory=list)
-    sites: Counter = field(default_factory=Counter)
-    activations: Counter = field(default_factory=Counter)
-    _rule: Rule | None = field(default=None, repr=False)
-
-    @property
-    def complete(self) -> bool:
-        return self.seen > 0 and self.overridden == self.seen
-
-    def __str__(self) -> str:
-        lines = [
-            f"override_gradients(rule={self.rule}): {self.overridden}/{self.seen} "
-            f"nonlinearity calls overridden in {self.forwards} forward pass(es)"
-        ]
-        lines += [f"  {n:4d} x {site}" for site, n in self.sites.items()]
-        lines += [f"  NOT overridden: {site}" for site in self.not_overridden]
-        return "\n".join(lines)
-
-    def verify(self, rule: Rule | None = None) -> None:
-        """Check, on random inputs, that each activation seen follows the rule.
-
-        Runs :func:`backflip.torch.check_gradient` on
-        :func:`~backflip.torch.activation_with_rule` for every activation (with its
-        parameters) in ``self.activations``: the VJP must equal the rule applied to
-        PyTorch's own derivative and, for guided/deconvnet, differ from the default
-        VJP. Raises :class:`backflip.torch.GradientCheckError` otherwise.
-        """
-        if self.seen == 0:
-            raise BackflipValueError(
-                "override_gradients saw no nonlinearity call: run the model's forward "
-                "inside the `with` block before calling report.verify()."
-            )
-        for activation, params in self.activations:
-            _verify_one(activation, dict(params), self._rule if rule is None else rule)
 
 
 _PLAIN = {
@@ -248,12 +197,7 @@ class _OverrideMode(TorchFunctionMode):
             st.report.seen += 1
             site = _call_site(st.modules, label)
             if st.strict:
-                raise BackflipValueError(
-                    f"override_gradients(strict=True) cannot apply the rule {st.rule_name!r} "
-                    f"to {site}: no gradient rule covers {label}. Replace it with a covered "
-                    "activation (relu, leaky_relu, elu, gelu, silu, softplus), or pass "
-                    "strict=False to keep its default gradient and list it in the report."
-                )
+                raise strict_error(st.rule_name, site, label)
             st.report.not_overridden.append(site)
         return func(*args, **(kwargs or {}))
 
@@ -313,9 +257,8 @@ def override_gradients(
             f"override_gradients is already active on this {type(model).__name__}; one rule "
             "per model at a time: leave the outer block first."
         )
-    rule_name = rule if isinstance(rule, str) else getattr(rule, "__name__", repr(rule))
-    report = OverrideReport(rule=rule_name, _rule=rule)
-    state = _State(report, rule, rule_name, strict, {})
+    report = OverrideReport(rule=rule_name(rule), _rule=rule, _verify_one=_verify_one)
+    state = _State(report, rule, report.rule, strict, {})
     had_own_forward = "forward" in model.__dict__
     own_forward = model.__dict__.get("forward")
     inner = model.forward
