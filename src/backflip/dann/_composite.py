@@ -21,6 +21,7 @@ from torch import nn
 from backflip import data
 from backflip._optional import require
 from backflip.dann._models import AdversarialHead
+from backflip.dann._progress import Progress
 from backflip.dann._run_folder import check_out
 from backflip.dann._runtime import check_device
 from backflip.schedules import dann_lambda
@@ -47,17 +48,15 @@ def _one(train_ds, test_ds, reverse: bool, epochs: int, seed: int, device: torch
     xt, yt = torch.as_tensor(test_ds.x, device=device), torch.as_tensor(test_ds.y, device=device)
     gen = torch.Generator().manual_seed(seed)
     steps = len(x) // batch
+    log = Progress(progress)
     rows = []
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=gen)[: steps * batch].view(steps, batch)
         order = order.to(device)
         net.train()
         desc = f"{'grl' if reverse else 'no-grl'} seed {seed} epoch {epoch + 1}/{epochs}"
-        bar = range(steps)
-        if progress:
-            tqdm = require("tqdm.auto", purpose="backflip run composite-zero").tqdm
-            bar = tqdm(bar, desc=desc, leave=False)
-        for step in bar:
+        log.start_epoch(epoch, epochs, 0, steps, desc)
+        for step in range(steps):
             # λ follows the paper's schedule; the adversary learns the complement label
             if reverse:
                 net["adversary"].grl.set_lambd(dann_lambda((epoch * steps + step) /
@@ -69,12 +68,15 @@ def _one(train_ds, test_ds, reverse: bool, epochs: int, seed: int, device: torch
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if step % 10 == 0:
+                log.update(step + 1)
         net.eval()
         with torch.no_grad():
             f = net["features"](xt)
             main = (net["main"](f).argmax(1) == yt).float().mean().item()
             adv = (net["adversary"](f).argmax(1) == 1 - yt).float().mean().item()
         rows.append({"epoch": epoch + 1, "main_acc": main, "adversary_acc": adv})
+        log.line(f"{desc}: main head {main:.4f}, adversary {adv:.4f} (test accuracy)")
     return rows
 
 

@@ -47,12 +47,14 @@ class Progress:
         if self.main:
             print(f"backflip: note: {text}", file=sys.stderr)
 
-    def start_epoch(self, epoch: int, epochs: int, start: int, steps: int) -> None:
+    def start_epoch(self, epoch: int, epochs: int, start: int, steps: int,
+                    desc: str | None = None) -> None:
+        """Open the epoch's bar (on a terminal only)."""
         if self.live:
             from backflip._optional import require
 
             tqdm = require("tqdm.auto", purpose="the progress bar").tqdm
-            self._bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{epochs}",
+            self._bar = tqdm(total=steps, initial=start, desc=desc or f"epoch {epoch + 1}/{epochs}",
                              leave=False, file=self.stream)
 
     def update(self, done: int, **figures: str) -> None:
@@ -62,8 +64,17 @@ class Progress:
             self._bar.set_postfix(**figures)
 
     def end_epoch(self, row: dict[str, Any] | None, epochs: int) -> None:
+        """Close the bar; log the epoch's summary line (a DANN metrics row)."""
+        if row is not None:
+            self.line(epoch_line(row, epochs))
+        elif self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def line(self, text: str) -> None:
+        """Close the bar and log one summary line."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        if self.enabled and row is not None:
-            print(epoch_line(row, epochs), file=self.stream, flush=True)
+        if self.enabled:
+            print(text, file=self.stream, flush=True)
