@@ -181,3 +181,13 @@ def test_saliency_plot_without_matplotlib(tmp_path):
         "BackflipImportError True: save_grid needs the package 'matplotlib', which is not "
         'installed. Install it with: pip install "backflip[apps]"')
     assert not (tmp_path / "g.png").exists()
+
+
+def test_the_dann_trainer_without_torch_names_the_extra(tmp_path):
+    # the typed config needs no framework (the CLI builds --help from it); the trainer does
+    stmt = ("import backflip.dann as d; d.TrainConfig(source='moons', target='moons-rotated'); "
+            "d.train")
+    proc = run_hidden(("torch",), CATCH.format(stmt=stmt), tmp_path)
+    assert raised(proc) == (
+        "BackflipImportError True: backflip.dann.train needs the package 'torch', which is "
+        'not installed. Install it with: pip install "backflip[torch]"')

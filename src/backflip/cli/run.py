@@ -44,8 +44,7 @@ def run_run(args: argparse.Namespace) -> int:
 
     from backflip._errors import BackflipValueError
     from backflip.cli.train import report_stop
-    from backflip.dann import TrainingStopped
-    from backflip.dann._experiments import RUN_METHODS, run_experiment, table
+    from backflip.dann import RUN_METHODS, TrainingStopped, run_experiment, table
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     unknown = [m for m in methods if m not in RUN_METHODS]

@@ -14,6 +14,7 @@ model selection without target labels, plots, and the ``backflip run`` experimen
 """
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers: at run time each name is imported on first use
@@ -29,6 +30,13 @@ if TYPE_CHECKING:  # for type checkers: at run time each name is imported on fir
     from backflip.dann._data import apply_transform, load_domain
     from backflip.dann._domain_norm import DomainBatchNorm, bn_domain
     from backflip.dann._evaluate import norm_domains
+    from backflip.dann._experiments import (
+        EXPERIMENTS,
+        RUN_METHODS,
+        experiment_config,
+        run_experiment,
+        table,
+    )
     from backflip.dann._factory import build_from_factory
     from backflip.dann._losses import domain_loss, entropy_loss, label_loss
     from backflip.dann._models import DANN, AdversarialHead, Standardize, auto_arch, build_model
@@ -42,7 +50,9 @@ __all__ = [
     "ARCHITECTURES",
     "CRITERIA",
     "DANN",
+    "EXPERIMENTS",
     "METHODS",
+    "RUN_METHODS",
     "AdversarialHead",
     "DomainBatchNorm",
     "RunFolder",
@@ -63,14 +73,17 @@ __all__ = [
     "dev_risk",
     "domain_loss",
     "entropy_loss",
+    "experiment_config",
     "label_loss",
     "load_checkpoint",
     "load_domain",
     "load_model",
     "norm_domains",
     "pick",
+    "run_experiment",
     "save_checkpoint",
     "snd",
+    "table",
     "target_entropy",
     "train",
     "vat_loss",
@@ -79,7 +92,13 @@ __all__ = [
 #: The private modules that define the names above, the framework-free ones first.
 _MODULES = ("_config", "_data", "_selection", "_checkpoint", "_domain_norm", "_models",
             "_train", "_vat", "_contract", "_evaluate", "_factory", "_losses", "_run_folder",
-            "_runtime")
+            "_runtime", "_experiments")
+
+
+#: Names that need no framework (the typed config, built for the CLI's --help).
+_FRAMEWORK_FREE = ("ARCHITECTURES", "CRITERIA", "METHODS", "TrainConfig",
+                   "add_config_arguments", "apply_transform", "config_from_args", "dev_risk",
+                   "load_domain", "pick", "snd", "target_entropy")
 
 
 def __getattr__(name: str) -> Any:
@@ -87,6 +106,10 @@ def __getattr__(name: str) -> Any:
     # (backflip.dann._config, no framework) does not import torch, and `backflip --help`
     # and `backflip data ...` stay quick.
     if name in __all__:
+        if "torch" not in sys.modules and name not in _FRAMEWORK_FREE:
+            from backflip._optional import require
+
+            require("torch", extra="torch", purpose=f"backflip.dann.{name}")
         for module in _MODULES:
             value = getattr(importlib.import_module(f"{__name__}.{module}"), name, _MODULES)
             if value is not _MODULES:
