@@ -97,6 +97,30 @@ def test_a_user_model_under_two_process_ddp_matches_one_process(tmp_path):
     assert load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["arch"] == "user"
 
 
+def test_a_streamed_image_folder_under_two_process_ddp_matches_one_process_in_memory(tmp_path):
+    # Each process reads its shard of every global batch from disk (DataLoader, 1 worker):
+    # the weights of one process reading the same folder into memory.
+    from PIL import Image
+
+    env = _setup(tmp_path)
+    rng = np.random.default_rng(0)
+    for domain, shift in (("src", 0), ("tgt", 30)):
+        for c in range(2):
+            (tmp_path / domain / f"class{c}").mkdir(parents=True)
+            for i in range(40):
+                px = (rng.integers(0, 90, (8, 8)) + 90 * c + shift).clip(0, 255)
+                Image.fromarray(px.astype(np.uint8)).save(tmp_path / domain / f"class{c}" / f"{i}.png")
+    args = ["--source", "src", "--target", "tgt", "--target-test", "tgt"]
+    proc = _torchrun(tmp_path, env, 29527, "ddp", *args, "--stream", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = subprocess.run([sys.executable, *ARGS, *args, "--out", "one"], capture_output=True,
+                         text=True, timeout=300, env=env, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    _assert_same_weights(tmp_path / "ddp" / "checkpoint.pt", tmp_path / "one" / "checkpoint.pt")
+    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["data"]["source"]
+    assert ddp["form"] == "folder" and ddp["in_memory"] is False
+
+
 def test_a_rank_killed_mid_epoch_is_restarted_and_the_run_resumes_exactly(tmp_path):
     env = _setup(tmp_path)
     # 160 samples, 16 held out: 5 steps per epoch; rank 1 dies at its 8th training forward,
