@@ -199,3 +199,30 @@ def test_an_unknown_name_or_path_lists_the_accepted_forms(tiny_config, tmp_path)
     with pytest.raises(BackflipValueError, match=r"a \.npz file with keys x and y.*a folder "
                        r"with one sub-folder of images per class"):
         train(tiny_config(source=str(tmp_path / "nope.npz")))
+
+
+@pytest.mark.slow
+def test_saliency_on_a_user_model_trained_on_an_image_folder(tmp_path, monkeypatch, capsys):
+    from backflip.cli import main
+
+    _write_files(tmp_path)
+    (tmp_path / "mynets.py").write_text(
+        "import math\nfrom torch import nn\nfrom backflip.dann import DANN\n\n"
+        "def build(in_shape, num_classes):\n"
+        "    f = nn.Sequential(nn.Conv2d(in_shape[0], 4, 3), nn.ReLU(), nn.Flatten())\n"
+        "    d = 4 * (in_shape[1] - 2) * (in_shape[2] - 2)\n"
+        "    return DANN(f, nn.Linear(d, num_classes), nn.Linear(d, 1))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["train", "--model", "mynets:build", "--source", "src_images", "--target",
+                 "tgt_images", "--epochs", "1", "--batch-size", "16", "--no-progress",
+                 "--no-plots", "--out", "run"]) == 0
+    assert main(["saliency", "--checkpoint", "run/checkpoint.pt", "--model", "mynets:build",
+                 "--n", "4", "--out", "sal"]) == 0
+    out = capsys.readouterr().out
+    assert "override_gradients(rule=guided): 1/1 nonlinearity calls overridden" in out
+    maps = np.load(tmp_path / "sal" / "saliency_guided_backprop_target.npz")["maps"]
+    assert maps.shape == (4, 3, 10, 12) and np.abs(maps).sum() > 0
+    # without --model the run's recorded factory is used (importable from here)
+    assert main(["saliency", "--checkpoint", "run/checkpoint.pt", "--n", "2", "--out",
+                 "sal2"]) == 0
