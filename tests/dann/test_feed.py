@@ -68,10 +68,30 @@ def test_a_streamed_image_folder_gives_the_in_memory_result(tmp_path, tiny_confi
         torch.testing.assert_close(_weights(streamed.model)[k], v, rtol=0, atol=0)
 
 
+def _dropout_net():
+    from torch import nn
+
+    from backflip.dann import DANN
+
+    torch.manual_seed(0)
+    f = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.3))
+    return DANN(f, nn.Linear(16, 2), nn.Linear(16, 1))
+
+
+def test_a_streamed_run_with_dropout_equals_the_in_memory_run(tiny_config, moons_domains):
+    # the DataLoader draws nothing from the global RNG: the dropout masks are the same
+    s, t, tt = moons_domains
+    mem = train(tiny_config(), model=_dropout_net(), source=s, target=t, target_test=tt)
+    streamed = train(tiny_config(workers=1), model=_dropout_net(), source=Samples(s),
+                     target=Samples(t, labelled=False), target_test=Samples(tt))
+    for k, v in _weights(mem.model).items():
+        torch.testing.assert_close(_weights(streamed.model)[k], v, rtol=0, atol=0)
+
+
 def test_a_streamed_run_resumes_exactly(tmp_path, tiny_config, moons_domains, monkeypatch):
     s, t, tt = moons_domains
     kw = {"source": Samples(s), "target": Samples(t, labelled=False), "target_test": Samples(tt)}
-    full = train(tiny_config(out=str(tmp_path / "full")), **kw)
+    full = train(tiny_config(out=str(tmp_path / "full")), model=_dropout_net(), **kw)
     calls, real = [], train_mod.dann_lambda
 
     def lambd_then_signal(p, *a):
@@ -82,9 +102,9 @@ def test_a_streamed_run_resumes_exactly(tmp_path, tiny_config, moons_domains, mo
 
     monkeypatch.setattr(train_mod, "dann_lambda", lambd_then_signal)
     with pytest.raises(TrainingStopped, match="SIGINT at epoch 2, step 3"):
-        train(tiny_config(out=str(tmp_path / "part")), **kw)
+        train(tiny_config(out=str(tmp_path / "part")), model=_dropout_net(), **kw)
     monkeypatch.setattr(train_mod, "dann_lambda", real)
-    res = train(tiny_config(out=str(tmp_path / "part"), resume=True), **kw)
+    res = train(tiny_config(out=str(tmp_path / "part"), resume=True), model=_dropout_net(), **kw)
     for k, v in _weights(full.model).items():
         torch.testing.assert_close(_weights(res.model)[k], v, rtol=0, atol=0)
 

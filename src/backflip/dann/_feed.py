@@ -180,8 +180,11 @@ class Domain:
 
 
 def _loader(sets: Sequence[Any], rows: Sequence[list[tuple[int, int]]], sizes: list[int],
-            workers: int, pin: bool = False, uneven: bool = False):
+            workers: int, pin: bool = False, uneven: bool = False, seed: int = 0):
     # One DataLoader over every streamed domain; each element of ``rows`` is one batch.
+    # Its own generator: a DataLoader without one draws its workers' base seed from the
+    # global RNG, which would shift every later dropout mask (the streamed run would
+    # differ from the in-memory one, and a resumed run from the uninterrupted one).
     from torch.utils.data import DataLoader
 
     if uneven:  # chunks of varying length, one domain: collate per batch
@@ -191,17 +194,19 @@ def _loader(sets: Sequence[Any], rows: Sequence[list[tuple[int, int]]], sizes: l
         collate = _collate(sizes)
     return DataLoader(_Keyed(sets), batch_sampler=rows, num_workers=workers, collate_fn=collate,
                       pin_memory=pin, prefetch_factor=4 if workers else None,
-                      persistent_workers=False)
+                      persistent_workers=False, generator=torch.Generator().manual_seed(seed))
 
 
 def step_batches(domains: Sequence[Domain], plans: Sequence[torch.Tensor], start: int,
                  shard: slice, device: torch.device, memory_format: torch.memory_format,
-                 workers: int = 0) -> Iterator[list[tuple[torch.Tensor, torch.Tensor | None]]]:
+                 workers: int = 0, seed: int = 0
+                 ) -> Iterator[list[tuple[torch.Tensor, torch.Tensor | None]]]:
     """Each step's ``[(x, y), ...]``, one pair per domain, from step ``start`` on.
 
     ``plans[k]`` is domain ``k``'s :func:`epoch_plan`; this process reads the ``shard``
     of every row. In-memory domains gather on the device; streamed ones come through
-    one DataLoader with ``workers`` processes.
+    one DataLoader with ``workers`` processes, whose worker seeds derive from ``seed``
+    (the global RNG is not touched).
     """
     streamed = [k for k, d in enumerate(domains) if not d.in_memory]
     loader = None
@@ -210,7 +215,7 @@ def step_batches(domains: Sequence[Domain], plans: Sequence[torch.Tensor], start
                  for i in plans[k][step, shard].tolist()] for step in range(start, len(plans[0]))]
         sizes = [len(plans[k][0, shard]) for k in streamed]
         loader = iter(_loader([domains[k].dataset for k in streamed], rows, sizes, workers,
-                              pin=device.type == "cuda"))
+                              pin=device.type == "cuda", seed=seed))
     for step in range(start, len(plans[0])):
         fetched = next(loader) if loader is not None else []
         out: list[tuple[torch.Tensor, torch.Tensor | None]] = []

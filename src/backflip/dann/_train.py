@@ -151,7 +151,8 @@ def train(config: TrainConfig, *, model: torch.nn.Module | None = None, source: 
                 pending = torch.zeros(len(SUMS), dtype=torch.float64, device=rt.device)
                 log.start_epoch(epoch, cfg.epochs, start_step, run.steps)
                 batches = step_batches((run.inputs.source, run.inputs.target), plans, start_step,
-                                       shard, rt.device, run.memory_format, cfg.workers)
+                                       shard, rt.device, run.memory_format, cfg.workers,
+                                       seed=cfg.seed * 1_000_003 + epoch)
                 for step, ((xs, ys), (xt, yt)) in zip(range(start_step, run.steps), batches,
                                                       strict=True):
                     # schedule: progress p drives the learning rate and λ
