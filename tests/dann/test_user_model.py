@@ -47,9 +47,10 @@ def test_a_user_model_trains_and_is_the_model_returned(tmp_path, tiny_config, mo
     assert any("does not have" in note for note in res.notes)
 
 
+@pytest.mark.parametrize("kind", ["batchnorm", "dropout"])
 def test_a_user_model_resumes_exactly_and_reloads_into_a_fresh_instance(
-        tmp_path, tiny_config, moons_domains, monkeypatch):
-    full = train(tiny_config(out=str(tmp_path / "full")), model=_net("batchnorm"),
+        tmp_path, tiny_config, moons_domains, monkeypatch, kind):
+    full = train(tiny_config(out=str(tmp_path / "full")), model=_net(kind),
                  **_kw(moons_domains))
     calls, real = [], train_mod.dann_lambda
 
@@ -61,15 +62,14 @@ def test_a_user_model_resumes_exactly_and_reloads_into_a_fresh_instance(
 
     monkeypatch.setattr(train_mod, "dann_lambda", lambd_then_signal)
     with pytest.raises(TrainingStopped, match="stopped by signal SIGTERM"):
-        train(tiny_config(out=str(tmp_path / "part")), model=_net("batchnorm"),
-              **_kw(moons_domains))
+        train(tiny_config(out=str(tmp_path / "part")), model=_net(kind), **_kw(moons_domains))
     monkeypatch.setattr(train_mod, "dann_lambda", real)
     resumed = train(tiny_config(out=str(tmp_path / "part"), resume=True),
-                    model=_net("batchnorm", seed=99), **_kw(moons_domains))
+                    model=_net(kind, seed=99), **_kw(moons_domains))
     for k, v in full.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=0)
     # reload into the user's own (fresh) instance
-    fresh, config = load_model(tmp_path / "part" / "checkpoint.pt", model=_net("batchnorm", seed=5))
+    fresh, config = load_model(tmp_path / "part" / "checkpoint.pt", model=_net(kind, seed=5))
     x = torch.as_tensor(moons_domains[2].x)
     torch.testing.assert_close(fresh(x), full.model.eval()(x), rtol=0, atol=0)
     assert not fresh.training and config.resume
