@@ -538,3 +538,23 @@ def test_bad_numbers_fail_when_the_config_is_made(field, value, match):
 def test_a_number_field_given_text_is_a_type_error():
     with pytest.raises(BackflipTypeError, match=r"lr must be a number; got '0.1' of type str"):
         TrainConfig(source="moons", target="moons-rotated", lr="0.1")
+
+
+def test_cli_flags_come_from_the_fields_metadata_not_the_source_text(monkeypatch):
+    # where the source is not shipped (a zipapp, a frozen build), --help still has the help
+    import argparse
+    import dataclasses
+    import inspect
+
+    from backflip.dann._config import add_config_arguments
+
+    def no_source(obj):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    helps = {a.dest: a.help for a in parser._actions}
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata["help"] and helps[f.name].startswith(f.metadata["help"]), f.name
+    assert helps["lr"] == "lr0 of the paper's annealing lr0 / (1 + 10 p) ** 0.75 (default: 0.01)"

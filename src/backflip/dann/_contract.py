@@ -38,9 +38,19 @@ def _fail(what: str) -> None:
 
 def check_model(model: nn.Module, xs: torch.Tensor, xt: torch.Tensor, num_classes: int,
                 method: str) -> None:
-    """Check ``model`` on a probe batch (``xs`` source and ``xt`` target samples).
+    """Check ``model`` against the trainer's contract (the module docstring) on a probe batch.
 
-    Raises :class:`~backflip.BackflipValueError` naming the missing or wrong part.
+    ``xs`` holds a few source samples, ``xt`` a few target samples. Raises
+    :class:`~backflip.BackflipValueError` naming the missing or wrong part.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from backflip.dann import DANN
+    >>> good = DANN(nn.Linear(2, 4), nn.Linear(4, 3), nn.Linear(4, 1))
+    >>> check_model(good, torch.zeros(2, 2), torch.ones(2, 2), num_classes=3, method="dann")
+    >>> check_model(good, torch.zeros(2, 2), torch.ones(2, 2), num_classes=2, method="dann")
+    Traceback (most recent call last):
+    backflip._errors.BackflipValueError: the model does not meet the trainer's contract: its class logits have 3 columns but the data has 2 classes. Make the classifier's last layer output 2 (e.g. nn.Linear(hidden, 2)), or check the labels.
     """
     if not isinstance(model, nn.Module):
         raise BackflipTypeError(

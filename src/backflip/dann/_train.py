@@ -103,8 +103,8 @@ def train(config: TrainConfig, *, model: torch.nn.Module | None = None, source: 
     """Train one model as ``config`` says; returns a :class:`TrainResult`.
 
     ``model`` is your network (a :class:`backflip.dann.DANN` over your modules; the
-    contract is in :mod:`backflip.dann._contract`), else ``config.model`` or a built-in
-    network for the data. ``source`` (labelled), ``target`` (labels used only by
+    contract, checked before the first step, is :func:`backflip.dann.check_model`'s), else
+    the one ``config.model`` builds, or a built-in network for the data. ``source`` (labelled), ``target`` (labels used only by
     ``target-only``) and ``target_test`` (labelled, scores target accuracy) are
     :class:`~backflip.data.ArrayDataset` s, :class:`~backflip.data.ImageFolder` s or any
     map-style ``Dataset`` (streamed); pass none of them to read the data sets named in
@@ -124,6 +124,7 @@ def train(config: TrainConfig, *, model: torch.nn.Module | None = None, source: 
     >>> len(train(cfg).history)
     1
     """
+    # inputs and set-up: every check first, then the folder, the process group, the model
     run = prepare(config, model, source, target, target_test)
     cfg, rt, net, folder = run.config, run.runtime, run.raw, run.folder
     log = Progress(cfg.progress, rt.main)
