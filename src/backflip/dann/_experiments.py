@@ -17,7 +17,7 @@ from backflip.dann._selection import pick
 from backflip.dann._train import TrainingStopped, TrainResult, train
 
 __all__ = ["EXPERIMENTS", "RUN_METHODS", "VARIANTS", "VAT_SETTINGS", "experiment_config",
-           "run_experiment"]
+           "report", "run_experiment", "table"]
 
 # name -> (full settings, --quick overrides). Headline numbers are final-epoch, never selected.
 EXPERIMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
