@@ -13,7 +13,7 @@ import backflip.dann._train as train_mod
 from backflip import data
 from backflip._errors import BackflipTypeError
 from backflip.dann import TrainingStopped, train
-from backflip.dann._feed import as_domain, epoch_plan, step_batches
+from backflip.dann._feed import Feed, as_domain, epoch_plan
 
 
 class Samples(torch.utils.data.Dataset):
@@ -110,20 +110,27 @@ def test_a_streamed_run_resumes_exactly(tmp_path, tiny_config, moons_domains, mo
 
 
 def test_streamed_batches_are_the_planned_samples_of_this_shard():
+    # one run-long loader: its batches follow the loop's plans, epoch after epoch, from
+    # the resume point on, for this process's shard of every global batch
     x = np.arange(40, dtype=np.float32).reshape(20, 2)
     ds = data.ArrayDataset(x, np.arange(20) % 2)
     mem, streamed = as_domain(ds, "source"), as_domain(Samples(ds), "source")
     mem.to(torch.device("cpu"), torch.contiguous_format)
-    plan = epoch_plan(20, 3, 4, torch.Generator().manual_seed(0))
-    shard = slice(2, 4)  # rank 1 of 2
-    a = list(step_batches([mem], [plan], 1, shard, torch.device("cpu"), torch.contiguous_format))
-    b = list(step_batches([streamed], [plan], 1, shard, torch.device("cpu"),
-                          torch.contiguous_format))
-    assert len(a) == len(b) == 2  # from step 1 on
-    for (xa, ya), (xb, yb) in zip((p[0] for p in a), (p[0] for p in b), strict=True):
-        torch.testing.assert_close(xa, xb)
-        assert torch.equal(ya, yb)
-    assert torch.equal(a[0][0][0][:, 0] / 2, plan[1, 2:4].float())
+    gen = torch.Generator().manual_seed(0)
+    kw = dict(batch_size=4, steps=3, epochs=3, start_epoch=1, start_step=2,
+              gen_state=gen.get_state(), shard=slice(2, 4), device=torch.device("cpu"),
+              memory_format=torch.contiguous_format)
+    feeds = [Feed([mem], **kw), Feed([streamed], workers=1, **kw)]
+    for start in (2, 0):  # epoch 1 from step 2, then epoch 2 whole
+        plan = epoch_plan(20, 3, 4, gen)
+        a, b = (list(f.epoch([plan], start)) for f in feeds)
+        assert len(a) == len(b) == 3 - start
+        for (xa, ya), (xb, yb) in zip((p[0] for p in a), (p[0] for p in b), strict=True):
+            torch.testing.assert_close(xa, xb)
+            assert torch.equal(ya, yb)
+        assert torch.equal(b[0][0][0][:, 0] / 2, plan[start, 2:4].float())
+    for f in feeds:
+        f.close()
 
 
 def test_an_iterable_or_indexless_dataset_is_refused(tiny_config, moons_domains):

@@ -29,7 +29,7 @@ import torch
 from backflip import data
 from backflip._errors import BackflipTypeError, BackflipValueError
 
-__all__ = ["Domain", "as_domain", "epoch_plan", "split_indices", "step_batches"]
+__all__ = ["Domain", "Feed", "as_domain", "epoch_plan", "split_indices"]
 
 #: Samples per chunk when a domain is read in order (statistics, evaluation sets).
 CHUNK = 1024
@@ -197,38 +197,72 @@ def _loader(sets: Sequence[Any], rows: Sequence[list[tuple[int, int]]], sizes: l
                       persistent_workers=False, generator=torch.Generator().manual_seed(seed))
 
 
-def step_batches(domains: Sequence[Domain], plans: Sequence[torch.Tensor], start: int,
-                 shard: slice, device: torch.device, memory_format: torch.memory_format,
-                 workers: int = 0, seed: int = 0
-                 ) -> Iterator[list[tuple[torch.Tensor, torch.Tensor | None]]]:
-    """Each step's ``[(x, y), ...]``, one pair per domain, from step ``start`` on.
+class _RunRows:
+    # The batch sampler of a whole run: each step's keys (streamed domain, sample index)
+    # from (start_epoch, start_step) on. It draws every epoch's plan from its own copy of
+    # the loop's generator, so it yields exactly the batches the loop's plans name, and
+    # runs ahead of the loop (prefetching across an epoch's end) without touching it.
+    def __init__(self, domains: Sequence[Domain], streamed: list[int], gen_state: torch.Tensor,
+                 start_epoch: int, start_step: int, epochs: int, steps: int, batch_size: int,
+                 shard: slice) -> None:
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
 
-    ``plans[k]`` is domain ``k``'s :func:`epoch_plan`; this process reads the ``shard``
-    of every row. In-memory domains gather on the device; streamed ones come through
-    one DataLoader with ``workers`` processes, whose worker seeds derive from ``seed``
-    (the global RNG is not touched).
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        gen = torch.Generator().manual_seed(0)
+        gen.set_state(self.gen_state)
+        for epoch in range(self.start_epoch, self.epochs):
+            plans = [epoch_plan(len(d), self.steps, self.batch_size, gen) for d in self.domains]
+            for step in range(self.start_step if epoch == self.start_epoch else 0, self.steps):
+                yield [(j, int(self.domains[k].indices[i])) for j, k in enumerate(self.streamed)
+                       for i in plans[k][step, self.shard].tolist()]
+
+
+class Feed:
+    """Every step's batches of a run, one ``(x, y)`` per domain, on the device.
+
+    In-memory domains gather by the loop's plans on the device. Streamed ones come
+    through ONE DataLoader for the whole run (its ``workers`` start once and keep reading
+    ahead across epoch ends, evaluation included), with its own generator: worker seeds
+    derive from ``seed`` and the global RNG is not touched.
     """
-    streamed = [k for k, d in enumerate(domains) if not d.in_memory]
-    loader = None
-    if streamed:
-        rows = [[(j, int(domains[k].indices[i])) for j, k in enumerate(streamed)
-                 for i in plans[k][step, shard].tolist()] for step in range(start, len(plans[0]))]
-        sizes = [len(plans[k][0, shard]) for k in streamed]
-        loader = iter(_loader([domains[k].dataset for k in streamed], rows, sizes, workers,
-                              pin=device.type == "cuda", seed=seed))
-    for step in range(start, len(plans[0])):
-        fetched = next(loader) if loader is not None else []
-        out: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        for k, d in enumerate(domains):
-            if d.in_memory:
-                i = plans[k][step, shard].to(device)
-                out.append((d.x[i], None if d.y is None else d.y[i]))
-                continue
-            x, y = fetched[streamed.index(k)]
-            x = x.to(device, non_blocking=True)
-            x = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
-            out.append((x, y.to(device, non_blocking=True) if d.labelled else None))
-        yield out
+
+    def __init__(self, domains: Sequence[Domain], *, batch_size: int, steps: int, epochs: int,
+                 start_epoch: int, start_step: int, gen_state: torch.Tensor, shard: slice,
+                 device: torch.device, memory_format: torch.memory_format, workers: int = 0,
+                 seed: int = 0) -> None:
+        self.domains, self.shard, self.device = list(domains), shard, device
+        self.memory_format = memory_format
+        self.streamed = [k for k, d in enumerate(domains) if not d.in_memory]
+        self._loader = None
+        if self.streamed:
+            rows = _RunRows(self.domains, self.streamed, gen_state, start_epoch, start_step,
+                            epochs, steps, batch_size, shard)
+            local = len(range(batch_size)[shard])
+            self._loader = iter(_loader([self.domains[k].dataset for k in self.streamed], rows,
+                                        [local] * len(self.streamed), workers,
+                                        pin=device.type == "cuda", seed=seed))
+
+    def epoch(self, plans: Sequence[torch.Tensor], start: int
+              ) -> Iterator[list[tuple[torch.Tensor, torch.Tensor | None]]]:
+        """The batches of one epoch from step ``start`` on; ``plans[k]`` is domain k's plan."""
+        for step in range(start, len(plans[0])):
+            fetched = next(self._loader) if self._loader is not None else []
+            out: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+            for k, d in enumerate(self.domains):
+                if d.in_memory:
+                    i = plans[k][step, self.shard].to(self.device)
+                    out.append((d.x[i], None if d.y is None else d.y[i]))
+                    continue
+                x, y = fetched[self.streamed.index(k)]
+                x = x.to(self.device, non_blocking=True)
+                x = x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
+                out.append((x, y.to(self.device, non_blocking=True) if d.labelled else None))
+            yield out
+
+    def close(self) -> None:
+        """Stop the DataLoader's workers (also when a run stops early)."""
+        self._loader = None
 
 
 def as_domain(ds: Any, role: str) -> Domain:

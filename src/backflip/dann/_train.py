@@ -21,7 +21,7 @@ import torch
 from backflip._errors import BackflipError
 from backflip.dann._config import TrainConfig
 from backflip.dann._evaluate import collapsed, evaluate
-from backflip.dann._feed import epoch_plan, step_batches
+from backflip.dann._feed import Feed, epoch_plan
 from backflip.dann._methods import OBJECTIVES, SUMS, Batch, StepContext
 from backflip.dann._prepare import prepare, restore
 from backflip.dann._progress import Progress
@@ -139,6 +139,12 @@ def train(config: TrainConfig, *, model: torch.nn.Module | None = None, source: 
     ctx = StepContext(run.model, net, cfg, lambda step, shape: _vat_noise(
         cfg.seed, step, cfg.batch_size, shape)[shard])
     objective, grl = OBJECTIVES[cfg.method], getattr(net, "grl", None)
+    # data: in-memory batches gather by the plans below; streamed ones read ahead
+    feed = Feed((run.inputs.source, run.inputs.target), batch_size=cfg.batch_size,
+                steps=run.steps, epochs=cfg.epochs, start_epoch=start_epoch,
+                start_step=start_step, gen_state=run.gen.get_state(), shard=shard,
+                device=rt.device, memory_format=run.memory_format, workers=cfg.workers,
+                seed=cfg.seed * 1_000_003 + start_epoch * run.steps + start_step)
     stop: list[int] = []
     try:
         with _signals_stop(stop):
@@ -151,11 +157,8 @@ def train(config: TrainConfig, *, model: torch.nn.Module | None = None, source: 
                     acc = {**dict.fromkeys((*SUMS, "n"), 0.0), "t0": time.perf_counter()}
                 pending = torch.zeros(len(SUMS), dtype=torch.float64, device=rt.device)
                 log.start_epoch(epoch, cfg.epochs, start_step, run.steps)
-                batches = step_batches((run.inputs.source, run.inputs.target), plans, start_step,
-                                       shard, rt.device, run.memory_format, cfg.workers,
-                                       seed=cfg.seed * 1_000_003 + epoch)
-                for step, ((xs, ys), (xt, yt)) in zip(range(start_step, run.steps), batches,
-                                                      strict=True):
+                for step, ((xs, ys), (xt, yt)) in zip(range(start_step, run.steps),
+                                                      feed.epoch(plans, start_step), strict=True):
                     # schedule: progress p drives the learning rate and λ
                     p = (epoch * run.steps + step) / run.total
                     lr = dann_learning_rate(p, cfg.lr) if cfg.lr_schedule == "dann" else cfg.lr
@@ -237,6 +240,7 @@ def train(config: TrainConfig, *, model: torch.nn.Module | None = None, source: 
                         if isinstance(v, float):
                             run.writer.add_scalar(k, v, epoch + 1)
     finally:
+        feed.close()
         if run.writer is not None:
             run.writer.close()
     result = TrainResult(cfg, net.eval(), history, pick(history), folder.path,
