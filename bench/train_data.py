@@ -232,7 +232,7 @@ def textbook_row(folders: dict[str, Path], threads: int) -> dict:
 
 def diagnostics(folders: dict[str, Path], n: int, threads: int) -> dict:
     """Decode cost per sample, the trainer's loader alone, an in-memory gather."""
-    from backflip.dann._feed import as_domain, epoch_plan, step_batches
+    from backflip.dann._feed import Feed, as_domain, epoch_plan
 
     torch.set_num_threads(threads)
     src = data.ImageFolder(folders["source"], channels=3)
@@ -250,23 +250,31 @@ def diagnostics(folders: dict[str, Path], n: int, threads: int) -> dict:
 
     steps = n // BATCH
     gen = torch.Generator().manual_seed(1)
+    start = gen.get_state()
     plans = [epoch_plan(len(d), steps, BATCH, gen) for d in (src, tgt)]
     domains = [as_domain(src, "source"), as_domain(tgt, "target")]
     host = torch.device("cpu")
     c0, t0 = _cpu_s(), time.perf_counter()
-    batches = step_batches(domains, plans, 0, slice(None), host, torch.channels_last, WORKERS)
+    def feed(doms, workers=0):
+        return Feed(doms, batch_size=BATCH, steps=steps, epochs=1, start_epoch=0, start_step=0,
+                    gen_state=start, shard=slice(None), device=host,
+                    memory_format=torch.channels_last, workers=workers)
+
+    streamed = feed(domains, WORKERS)
+    batches = streamed.epoch(plans, 0)
     next(batches)
     first_s = time.perf_counter() - t0
     for _ in batches:
         pass
     loader_s = time.perf_counter() - t0
     del batches  # the workers exit and are reaped: their CPU time is counted below
+    streamed.close()
     loader_cpu_s = _cpu_s() - c0
 
     arrays = [as_domain(d.to_arrays(), r).to(host, torch.channels_last)
               for d, r in ((src, "source"), (tgt, "target"))]
     t0 = time.perf_counter()
-    for _ in step_batches(arrays, plans, 0, slice(None), host, torch.channels_last):
+    for _ in feed(arrays).epoch(plans, 0):
         pass
     gather_us = 1e6 * (time.perf_counter() - t0) / steps
     return {"decode_us_per_sample": decode_us, "textbook_item_us_per_sample": textbook_us,
