@@ -65,7 +65,7 @@ def test_mixed_model_fully_covered_with_sites(helpers):
     assert report.sites["module 'act' (ReLU)"] == 2
     labels = sorted(s.split(" in ")[0] for s in report.sites if " in " in s)
     assert labels == ["F.relu", "relu", "relu"]
-    assert all("MixedNet.forward of '<model>' at conftest.py:" in s for s in report.sites
+    assert all("MixedNet.forward of '<model>' at _testing.py:" in s for s in report.sites
                if " in " in s)  # fmt: skip
     assert report.activations == {("relu", ()): 8}
     assert "8/8 nonlinearity calls overridden in 2 forward pass(es)" in str(report)

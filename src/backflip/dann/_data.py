@@ -10,7 +10,7 @@ from backflip import data
 from backflip._errors import BackflipValueError
 from backflip.dann._config import TrainConfig, _check_transform
 
-__all__ = ["apply_transform", "is_builtin", "load_domain", "open_spec"]
+__all__ = ["TransformedItems", "apply_transform", "is_builtin", "load_domain", "open_spec"]
 
 
 def apply_transform(ds: data.ArrayDataset, transform: str) -> data.ArrayDataset:

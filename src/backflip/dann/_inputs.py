@@ -16,7 +16,7 @@ import numpy as np
 from backflip import data
 from backflip._errors import BackflipValueError
 from backflip.dann._config import TrainConfig
-from backflip.dann._data import is_builtin, load_domain
+from backflip.dann._data import TransformedItems, is_builtin, load_domain
 from backflip.dann._feed import Domain, as_domain, split_indices
 
 __all__ = ["Inputs", "record", "resolve_inputs"]
@@ -48,7 +48,7 @@ class _Sized:
 def record(domain: Domain, probe: data.ArrayDataset, transform: str = "none") -> dict[str, Any]:
     """What config.json and the checkpoint say about one domain (JSON-safe)."""
     ds = domain.dataset
-    inner = getattr(ds, "dataset", ds)  # a TransformedItems wraps the folder it reads
+    inner = ds.dataset if isinstance(ds, TransformedItems) else ds  # the folder it reads
     if isinstance(inner, data.ArrayDataset | data.ImageFolder):
         rec = data.describe(inner)
     else:  # any map-style Dataset: its class, and a fingerprint of the samples checked
