@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-fast wheel-check bench bench-quick lint conformance clean
+.PHONY: demo test test-fast wheel-check bench bench-quick lint conformance docs docs-serve clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,16 @@ bench-quick: $(VENV)/.test-installed
 # Copy the conformance table of the last `make test` into README.md.
 conformance: $(VENV)/.test-installed
 	$(PY) tools/conformance_table.py
+
+# The guides and the API reference (Sphinx + MyST, autodoc) into docs/_build/html: any
+# warning fails, as do a broken cross-reference and a public name without a docstring.
+docs: $(VENV)/.test-installed
+	$(PY) -m sphinx -b html -W -n --keep-going -q docs docs/_build/html
+	@echo "open docs/_build/html/index.html (or: make docs-serve)"
+
+# Build, then serve the documentation at http://localhost:8000.
+docs-serve: docs
+	$(PY) -m http.server 8000 --directory docs/_build/html
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests bench examples tools
