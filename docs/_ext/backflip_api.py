@@ -32,19 +32,24 @@ def _own_doc(module: str, public: str, obj) -> str | None:
     return "\n".join(attr_docs.get(("", public), [])) or getattr(obj, "__doc__", None)
 
 
-def check_public_names(app) -> None:
-    api = Path(app.srcdir) / "api"
+def problems(srcdir: Path) -> list[str]:
+    """Every public module without an API page, and every public name without a docstring."""
+    found = []
     for name in PUBLIC_MODULES:
-        if not (api / f"{name}.rst").exists():
-            logger.warning("public module %s has no API page docs/api/%s.rst", name, name)
+        if not (Path(srcdir) / "api" / f"{name}.rst").exists():
+            found.append(f"public module {name} has no API page docs/api/{name}.rst")
         module = importlib.import_module(name)
         if not (module.__doc__ or "").strip():
-            logger.warning("public module %s has no docstring", name)
+            found.append(f"public module {name} has no docstring")
         for public in getattr(module, "__all__", []):
-            obj = getattr(module, public)
-            doc = _own_doc(name, public, obj)
-            if not (doc or "").strip():
-                logger.warning("%s.%s has no docstring of its own", name, public)
+            if not (_own_doc(name, public, getattr(module, public)) or "").strip():
+                found.append(f"{name}.{public} has no docstring of its own")
+    return found
+
+
+def check_public_names(app) -> None:
+    for problem in problems(Path(app.srcdir)):
+        logger.warning(problem)
 
 
 def setup(app):

@@ -23,7 +23,7 @@ PAGES = [p for p in PAGES if "_build" not in p.parts]
 FRAMEWORKS = ("torch", "jax", "tensorflow", "keras", "pytensor")
 # pages that train for more than a few seconds
 SLOW = {"README.md", "guides/own-data.md", "guides/presets.md", "guides/domain-adaptation.md",
-        "guides/gradient-ops.md", "guides/saliency.md", "guides/datasets.md"}
+        "guides/gradient-ops.md", "guides/saliency.md", "guides/distributed.md"}
 
 RUNNER = """
 import sys, traceback
@@ -108,6 +108,17 @@ def test_docs_pages_are_in_the_toctree():
     for page in sorted((DOCS / "guides").glob("*.md")):
         assert f"guides/{page.stem}" in index, f"docs/index.md does not list {page.name}"
     assert "results" in index
+
+
+def test_every_public_name_has_a_docstring_and_every_module_a_page():
+    for framework in ("torch", "jax", "tensorflow", "keras", "pytensor"):
+        require_backend(framework)
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import backflip_api
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    assert backflip_api.problems(DOCS) == []
 
 
 @pytest.mark.slow
