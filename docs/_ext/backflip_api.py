@@ -52,6 +52,23 @@ def check_public_names(app) -> None:
         logger.warning(problem)
 
 
+def _public_canonical_names() -> None:
+    """Document a class shared by several adapters (``OverrideReport``) under each public
+    name only: without this, autodoc gives each page a ``:canonical:`` private name
+    (``backflip._override_report.OverrideReport``) and the copies collide."""
+    from sphinx.ext.autodoc import _property_types
+
+    cls = _property_types._ClassDefProperties
+    original = cls.canonical_full_name
+
+    def canonical_full_name(self):
+        name = original.fget(self)
+        return None if name and "._" in name else name
+
+    cls.canonical_full_name = property(canonical_full_name)
+
+
 def setup(app):
+    _public_canonical_names()
     app.connect("builder-inited", check_public_names)
     return {"version": "1", "parallel_read_safe": True}
