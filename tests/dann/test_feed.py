@@ -152,3 +152,14 @@ def test_a_streamed_dataset_is_checked_on_the_samples_it_reads(tiny_config, moon
     with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\), the first in "
                        r"sample 3"):
         train(tiny_config(), source=s, target=Samples(bad, labelled=False))
+
+
+def test_a_streamed_run_writes_the_run_folder_a_preset_does(tmp_path, tiny_config, moons_domains):
+    s, t, tt = moons_domains
+    train(tiny_config(out=str(tmp_path), plots=True), source=Samples(s),
+          target=Samples(t, labelled=False), target_test=Samples(tt))
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "result.json", "report.md",
+                 "curves-dann.png", "features-pca.png", "decision-boundary.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    report = (tmp_path / "report.md").read_text()
+    assert "| dann | 0." in report and "source: Samples (dataset)" in report
