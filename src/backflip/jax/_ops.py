@@ -19,7 +19,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from backflip._custom import check_decoratee, gradients_tuple, split_output
+from backflip._custom_contract import (
+    check_decoratee,
+    gradients_tuple,
+    split_output,
+    tensor_positions,
+    wraps,
+)
 from backflip._validate import check_clip_bounds, check_max_norm
 from backflip.jax._params import as_factor, as_param, check_input
 
@@ -135,13 +141,22 @@ def clip_gradient_norm(x: Any, max_norm: float) -> jax.Array:
     return _clip_norm(check_input(x, "clip_gradient_norm"), max_norm)
 
 
-def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callable[..., Any]:
-    """Decorator: ``fn(*xs)`` returns ``(y, grad_fn)``; ``grad_fn(dL/dy)`` returns ``dL/dx``.
+def _is_array_tree(a: Any) -> bool:
+    leaves = jax.tree_util.tree_leaves(a)
+    return bool(leaves) and all(isinstance(leaf, jax.Array) for leaf in leaves)
 
-    ``grad_fn`` returns one gradient per input (a bare array for one input). Built
-    on ``jax.custom_gradient`` (a ``custom_vjp``): reverse mode, ``jit`` and ``vmap``
-    work; forward mode raises JAX's TypeError. ``grad_fn`` may close over values of
-    the forward pass but must not branch in Python on their values.
+
+def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callable[..., Any]:
+    """Decorator: ``fn(*args, **kwargs)`` returns ``(y, grad_fn)``; ``grad_fn(dL/dy)`` returns ``dL/dx``.
+
+    The contract, the same in every backflip adapter, is in
+    ``docs/guides/custom-gradients.md``: ``grad_fn`` returns one gradient per positional
+    argument, tensor or not (``None`` for one that gets none); keyword arguments are
+    constants. Here a tensor is a JAX array or a pytree of them (tracers included; a
+    Python float or NumPy array is a constant). Built on ``jax.custom_gradient`` (a
+    ``custom_vjp``): reverse mode, ``jit`` and ``vmap`` work; forward mode raises JAX's
+    TypeError. ``grad_fn`` may close over values of the forward pass but must not
+    branch in Python on their values.
 
     >>> import jax
     >>> @custom_gradient
@@ -152,18 +167,29 @@ def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callab
     """
     name = check_decoratee(fn)
 
-    def checked(*xs: Any) -> tuple[Any, Callable[..., Any]]:
-        y, grad_fn = split_output(fn(*xs), name)
+    @wraps(fn, name)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        positions = tensor_positions(args, _is_array_tree)
+        keys = tuple(k for k, v in kwargs.items() if _is_array_tree(v))
+        if not positions and not keys:  # nothing to differentiate
+            return split_output(fn(*args, **kwargs), name)[0]
 
-        def rule(g: Any) -> tuple[Any, ...]:
-            return gradients_tuple(grad_fn(g), len(xs), name)
+        # The arrays are the op's inputs (a custom_vjp must not close over tracers);
+        # keyword arrays get a zero cotangent, constants stay in the closure.
+        def op(*arrays: Any) -> tuple[Any, Callable[..., Any]]:
+            full = list(args)
+            for i, a in zip(positions, arrays, strict=False):
+                full[i] = a
+            kw = {**kwargs, **dict(zip(keys, arrays[len(positions) :], strict=True))}
+            y, grad_fn = split_output(fn(*full, **kw), name)
 
-        return y, rule
+            def rule(g: Any) -> tuple[Any, ...]:
+                grads = gradients_tuple(grad_fn(g), len(args), name)
+                return (*(grads[i] for i in positions), *(None for _ in keys))
 
-    op = jax.custom_gradient(checked)
+            return y, rule
 
-    @functools.wraps(fn)
-    def wrapper(*xs: Any) -> Any:
-        return op(*xs)
+        arrays = (*(args[i] for i in positions), *(kwargs[k] for k in keys))
+        return jax.custom_gradient(op)(*arrays)
 
     return wrapper

@@ -10,18 +10,21 @@ between steps without retracing a compiled train step.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
+import keras
 from keras import ops
 
-from backflip._custom import check_decoratee, split_output
+from backflip._custom_contract import check_decoratee, wraps
 from backflip._validate import check_clip_bounds, check_factor, check_max_norm
 from backflip.keras._backend import (
     as_param,
     check_input,
     custom_vjp,
     forward_identity,
+    require_gradients,
     times_in_backward,
 )
 
@@ -90,28 +93,49 @@ def clip_gradient_norm(x: Any, max_norm: float) -> Any:
     return custom_vjp(fn, "clip_gradient_norm")(x)
 
 
-def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callable[..., Any]:
-    """Decorator: ``fn(*xs)`` returns ``(y, grad_fn)``; ``grad_fn(dL/dy)`` returns ``dL/dx``.
+@functools.cache
+def _native_custom_gradient() -> Callable[..., Any] | None:
+    """The custom_gradient of the backflip adapter for the Keras backend (None: no gradients)."""
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax", "torch"):
+        return None
+    return importlib.import_module(f"backflip.{backend}").custom_gradient
 
-    One signature on every Keras backend (``keras.ops.custom_gradient`` itself
-    wants ``grad(*args, upstream=None)``): ``grad_fn`` takes the upstream gradient
-    and returns one gradient per input (a bare tensor for one input).
+
+def _unwrap(a: Any) -> Any:
+    return a.value if isinstance(a, keras.Variable) else a
+
+
+def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callable[..., Any]:
+    """Decorator: ``fn(*args, **kwargs)`` returns ``(y, grad_fn)``; ``grad_fn(dL/dy)`` returns ``dL/dx``.
+
+    The contract, the same in every backflip adapter, is in
+    ``docs/guides/custom-gradients.md``: ``grad_fn`` returns one gradient per positional
+    argument, tensor or not (``None`` for one that gets none); keyword arguments are
+    constants. On each Keras backend this is that backend's own backflip adapter
+    (:func:`backflip.tensorflow.custom_gradient`, :func:`backflip.jax.custom_gradient`,
+    :func:`backflip.torch.custom_gradient`), so the contract, the errors and the
+    compilers (``tf.function``, ``jax.jit``, ``torch.compile``) are the same; a tensor
+    is that backend's tensor or a ``keras.Variable`` (passed to ``fn`` as its value).
+    ``grad_fn`` takes only the upstream gradient, unlike ``keras.ops.custom_gradient``.
 
     >>> import numpy as np
+    >>> from keras import ops
     >>> @custom_gradient
     ... def cube_with_linear_grad(x):
     ...     return x**3, lambda g: g * x
-    >>> float(cube_with_linear_grad(np.float32(2.0)))
+    >>> float(cube_with_linear_grad(ops.convert_to_tensor(np.float32(2.0))))
     8.0
     """
     name = check_decoratee(fn)
+    native = _native_custom_gradient()
+    op = native(fn) if native is not None else None
 
-    def checked(*xs: Any) -> Any:
-        out = split_output(fn(*xs), name)
-        return out
-
-    @functools.wraps(fn)
-    def wrapper(*xs: Any) -> Any:
-        return custom_vjp(checked, name)(*(ops.convert_to_tensor(x) for x in xs))
+    @wraps(fn, name)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if op is None:
+            require_gradients(f"custom_gradient function {name}")
+        args = tuple(_unwrap(a) for a in args)
+        return op(*args, **{k: _unwrap(v) for k, v in kwargs.items()})
 
     return wrapper

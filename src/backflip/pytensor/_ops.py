@@ -20,9 +20,16 @@ from typing import Any
 import pytensor.tensor as pt
 from pytensor.compile.builders import OpFromGraph
 from pytensor.gradient import disconnected_type
+from pytensor.graph.basic import Variable
 from pytensor.tensor.variable import TensorVariable
 
-from backflip._custom import check_decoratee, gradients_tuple, split_output
+from backflip._custom_contract import (
+    check_decoratee,
+    gradients_tuple,
+    split_output,
+    tensor_positions,
+    wraps,
+)
 from backflip._validate import check_clip_bounds, check_max_norm
 from backflip.pytensor._params import as_factor, as_param, check_input
 
@@ -137,17 +144,22 @@ def clip_gradient_norm(x: Any, max_norm: float) -> TensorVariable:
     return _clip_norm_op(x.dtype, x.type.shape, max_norm)(x)
 
 
-def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callable[..., Any]:
-    """Decorator: ``fn(*xs)`` builds ``(y, grad_fn)``; ``grad_fn(g)`` builds ``dL/dx``.
+def _is_variable(a: Any) -> bool:
+    return isinstance(a, Variable)
 
-    PyTensor is symbolic, so ``fn`` receives symbolic inputs and returns a symbolic
-    output ``y`` (one tensor) and ``grad_fn``, which maps the symbolic cotangent
-    ``g = dL/dy`` to one gradient per input (a bare tensor for one input).
-    The decorated function takes tensors (or anything ``pt.as_tensor_variable``
-    accepts) and returns ``y`` as an ``OpFromGraph`` node whose pullback is
-    ``grad_fn``. ``fn`` is called once for the forward graph and again for the
-    pullback graph (so ``grad_fn`` may use the forward's intermediate values);
-    it must not have side effects.
+
+def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callable[..., Any]:
+    """Decorator: ``fn(*args, **kwargs)`` builds ``(y, grad_fn)``; ``grad_fn(g)`` builds ``dL/dx``.
+
+    The contract, the same in every backflip adapter, is in
+    ``docs/guides/custom-gradients.md``: ``grad_fn`` returns one gradient per positional
+    argument, tensor or not (``None`` for one that gets none: a zero gradient here);
+    keyword arguments are constants. Here a tensor is a PyTensor variable (shared
+    variables included; a Python float or NumPy array is a constant). PyTensor is
+    symbolic: ``fn`` receives symbolic inputs and returns one symbolic output ``y``,
+    which becomes an ``OpFromGraph`` node whose pullback is ``grad_fn``. ``fn`` is
+    called once for the forward graph and again for the pullback graph (so ``grad_fn``
+    may use the forward's intermediate values); it must not have side effects.
 
     >>> import pytensor, pytensor.tensor as pt
     >>> @custom_gradient
@@ -161,23 +173,38 @@ def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callab
     """
     name = check_decoratee(fn)
 
-    def build(*xs: TensorVariable) -> tuple[TensorVariable, Callable[..., Any]]:
-        out = split_output(fn(*xs), name)
-        return pt.as_tensor_variable(out[0]), out[1]
+    @wraps(fn, name)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        positions = tensor_positions(args, _is_variable)
+        keys = tuple(k for k, v in kwargs.items() if _is_variable(v))
+        if not positions and not keys:  # nothing to differentiate
+            return split_output(fn(*args, **kwargs), name)[0]
 
-    def pullback(inputs, outputs, cotangents):
-        _, grad_fn = build(*inputs)
-        grads = grad_fn(cotangents[0])
-        grads = gradients_tuple(grads, len(inputs), name)
-        return [pt.cast(gr, x.dtype) for gr, x in zip(grads, inputs, strict=True)]
+        # The variables are the op's inputs (an OpFromGraph's inner graph is closed);
+        # keyword variables get a zero gradient, constants stay in the closure.
+        def build(*xs: TensorVariable) -> tuple[TensorVariable, Callable[..., Any]]:
+            full = list(args)
+            for i, x in zip(positions, xs, strict=False):
+                full[i] = x
+            kw = {**kwargs, **dict(zip(keys, xs[len(positions) :], strict=True))}
+            y, grad_fn = split_output(fn(*full, **kw), name)
+            return pt.as_tensor_variable(y), grad_fn
 
-    @functools.wraps(fn)
-    def wrapper(*xs: Any) -> TensorVariable:
-        xs = tuple(pt.as_tensor_variable(x) for x in xs)
-        inner = [x.type() for x in xs]  # same dtype and static shape
+        def pullback(inputs, outputs, cotangents):
+            _, grad_fn = build(*inputs)
+            grads = gradients_tuple(grad_fn(cotangents[0]), len(args), name)
+            grads = (*(grads[i] for i in positions), *(None for _ in keys))
+            return [
+                pt.zeros_like(x) if gr is None else pt.cast(gr, x.dtype)
+                for gr, x in zip(grads, inputs, strict=True)
+            ]
+
+        outer = [pt.as_tensor_variable(v) for v in (*(args[i] for i in positions),
+                                                    *(kwargs[k] for k in keys))]
+        inner = [x.type() for x in outer]  # same dtype and static shape
         y, _ = build(*inner)
         return OpFromGraph(
             inner, [y], pullback=pullback, name=f"custom_gradient_{name}", inline=True
-        )(*xs)
+        )(*outer)
 
     return wrapper

@@ -10,13 +10,19 @@ that a new value does not retrace the function.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
 
-from backflip._custom import check_decoratee, gradients_tuple, split_output
+from backflip._custom_contract import (
+    check_decoratee,
+    gradients_tuple,
+    split_output,
+    tensor_positions,
+    wraps,
+)
+from backflip._errors import BackflipTypeError
 from backflip._validate import check_clip_bounds, check_max_norm
 from backflip.tensorflow._params import as_factor, as_param, check_input
 
@@ -123,12 +129,36 @@ def clip_gradient_norm(x: Any, max_norm: float) -> tf.Tensor:
     return op(x)
 
 
-def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callable[..., Any]:
-    """Decorator: ``fn(*xs)`` returns ``(y, grad_fn)``; ``grad_fn(dL/dy)`` returns ``dL/dx``.
+def _is_tensor(a: Any) -> bool:
+    return tf.is_tensor(a) or isinstance(a, tf.Variable)
 
-    ``grad_fn`` returns one gradient per tensor input (a bare tensor for one
-    input). Built on ``tf.custom_gradient``, with errors that say what ``fn``
-    returned when it breaks this contract.
+
+class _StagedTypeError(BackflipTypeError):
+    """A BackflipTypeError that keeps its type when raised inside ``tf.function``.
+
+    Autograph re-raises an error with its own class only where that class uses
+    ``Exception.__init__``; any other class (a TypeError subclass) becomes a StagingError.
+    """
+
+    __init__ = Exception.__init__
+
+
+def _staged(check: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return check(*args)
+    except BackflipTypeError as e:
+        raise _StagedTypeError(str(e)) from None
+
+
+def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callable[..., Any]:
+    """Decorator: ``fn(*args, **kwargs)`` returns ``(y, grad_fn)``; ``grad_fn(dL/dy)`` returns ``dL/dx``.
+
+    The contract, the same in every backflip adapter, is in
+    ``docs/guides/custom-gradients.md``: ``grad_fn`` returns one gradient per positional
+    argument, tensor or not (``None`` for one that gets none); keyword arguments are
+    constants. Here a tensor is a ``tf.Tensor`` or ``tf.Variable`` (a Python float or
+    NumPy array is a constant). Built on ``tf.custom_gradient``; works eagerly and in
+    ``tf.function``.
 
     >>> import tensorflow as tf
     >>> @custom_gradient
@@ -143,19 +173,32 @@ def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callab
     """
     name = check_decoratee(fn)
 
-    @functools.wraps(fn)
-    def wrapper(*xs: Any) -> Any:
-        @tf.custom_gradient
-        def op(*xs):
-            y, grad_fn = split_output(fn(*xs), name)
+    @wraps(fn, name)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        positions = tensor_positions(args, _is_tensor)
+        keys = tuple(k for k, v in kwargs.items() if _is_tensor(v))
+        if not positions and not keys:  # nothing to differentiate
+            return split_output(fn(*args, **kwargs), name)[0]
 
-            def grad(*gs):
-                grads = grad_fn(*gs)
-                grads = gradients_tuple(grads, len(xs), name)
-                return grads if len(grads) > 1 else grads[0]
+        # The tensors are the op's inputs (tf.custom_gradient takes no keywords in a
+        # graph); keyword tensors get no gradient, constants stay in the closure.
+        @tf.custom_gradient
+        def op(*tensors):
+            full = list(args)
+            for i, t in zip(positions, tensors, strict=False):
+                full[i] = t
+            kw = {**kwargs, **dict(zip(keys, tensors[len(positions) :], strict=True))}
+            y, grad_fn = _staged(split_output, fn(*full, **kw), name)
+
+            def grad(g, variables=None):
+                grads = _staged(gradients_tuple, grad_fn(g), len(args), name)
+                grads = (*(grads[i] for i in positions), *(None for _ in keys))
+                grads = grads if len(grads) > 1 else grads[0]
+                # variables fn reads from its closure are constants too
+                return (grads, [None] * len(variables)) if variables else grads
 
             return y, grad
 
-        return op(*xs)
+        return op(*(args[i] for i in positions), *(kwargs[k] for k in keys))
 
     return wrapper
