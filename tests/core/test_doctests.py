@@ -20,7 +20,12 @@ def _modules():
         yield info.name
 
 
-@pytest.mark.parametrize("name", sorted(_modules()))
+#: Modules whose examples train a model (seconds): slow, so make test-fast leaves them out.
+_TRAINS = {"backflip.dann", "backflip.dann._train"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _TRAINS else n
+                                  for n in sorted(_modules())])
 def test_docstring_examples_run(name):
     part = name.split(".")[1] if "." in name else ""
     if part in _NEEDS:

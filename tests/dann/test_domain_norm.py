@@ -39,6 +39,7 @@ def test_two_domain_batch_normalises_each_half_by_its_own_statistics():
     assert not torch.allclose(y[16:], nn.BatchNorm2d(3)(torch.cat([xs, xt]))[16:], atol=1e-2)
 
 
+@pytest.mark.slow
 def test_eval_and_single_domain_batches_use_the_chosen_domain():
     dbn = DomainBatchNorm(2).eval()
     with torch.no_grad():
@@ -88,6 +89,7 @@ def _domains(n=96):
             data.ArrayDataset(xt[:48], y[:48], 10, "tgt-test"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "default"), [("dann", 1), ("source-only", 0), ("target-only", 1)])
 def test_trainer_keeps_per_domain_statistics_and_checkpoints_them(tmp_path, method, default):
     s, t, tt = _domains()
@@ -109,6 +111,7 @@ def test_trainer_keeps_per_domain_statistics_and_checkpoints_them(tmp_path, meth
     assert int(model.features[2].domain) == default
 
 
+@pytest.mark.slow
 def test_compiles_without_graph_breaks_in_both_modes():
     torch.manual_seed(0)
     model = build_model("mnist-bn", (3, 28, 28))

@@ -24,6 +24,7 @@ def tiny_moons(monkeypatch):
     return shrink
 
 
+@pytest.mark.slow
 def test_results_json_shape_report_and_plots(tmp_path, tiny_moons):
     tiny_moons()
     assert main(["run", "moons", "--quick", "--seeds", "2", "--out", str(tmp_path),
@@ -51,6 +52,7 @@ def test_results_json_shape_report_and_plots(tmp_path, tiny_moons):
     assert res["methods"]["dann"]["target_accuracy"]["runs"][1] == rows[-1]["target_acc"]
 
 
+@pytest.mark.slow
 def test_feature_plots_show_before_first_and_use_each_domains_statistics(tmp_path):
     # A tiny mnist-bn-like model: the DomainBatchNorm's default domain at each embed
     # call tells which statistics the source and the target images went through.
@@ -91,6 +93,7 @@ def test_feature_plots_show_before_first_and_use_each_domains_statistics(tmp_pat
     torch.testing.assert_close(kept["dann"].model.features[1].running_mean, torch.zeros(2, 4))
 
 
+@pytest.mark.slow
 def test_methods_option_runs_only_those(tmp_path, tiny_moons):
     tiny_moons()
     assert main(["run", "moons", "--quick", "--methods", "dann, source-only", "--out",
@@ -101,6 +104,7 @@ def test_methods_option_runs_only_those(tmp_path, tiny_moons):
         "dann-seed0", "source-only-seed0"]
 
 
+@pytest.mark.slow
 def test_variants_run_with_their_settings(tmp_path, tiny_moons):
     tiny_moons()
     assert main(["run", "moons", "--quick", "--methods", "dann+entropy,entropy,dann+vat,vat",
@@ -123,6 +127,7 @@ def test_variants_run_with_their_settings(tmp_path, tiny_moons):
     assert "vat (target VAT, no adversarial term)" in ex.table(res)
 
 
+@pytest.mark.slow
 def test_a_collapsed_seed_is_counted_and_listed(tmp_path, tiny_moons, monkeypatch, capsys):
     import backflip.dann._prepare as prepare_mod
 
@@ -149,6 +154,7 @@ def test_a_collapsed_seed_is_counted_and_listed(tmp_path, tiny_moons, monkeypatc
     assert "(1 run(s) collapsed, counted)" in ex.table(res)
 
 
+@pytest.mark.slow
 def test_a_nan_stop_keeps_the_summary_of_the_finished_runs(tmp_path, tiny_moons, monkeypatch,
                                                            capsys):
     import backflip.dann._prepare as prepare_mod
@@ -178,6 +184,7 @@ def test_a_nan_stop_keeps_the_summary_of_the_finished_runs(tmp_path, tiny_moons,
     assert (tmp_path / "curves-source-only.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_resume_continues_an_interrupted_sweep_exactly(tmp_path, tiny_moons, monkeypatch, capsys):
     import signal
 
@@ -228,11 +235,13 @@ def test_resume_continues_an_interrupted_sweep_exactly(tmp_path, tiny_moons, mon
             assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), (method, key)
 
 
+@pytest.mark.slow
 def test_resume_of_composite_zero_is_refused(capsys, tmp_path):
     assert main(["run", "composite-zero", "--resume", "--out", str(tmp_path)]) == 2
     assert "composite-zero keeps no checkpoints" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("methods", ["dann,gan", ","])
 def test_methods_option_rejects_unknown(methods, capsys, tmp_path):
     assert main(["run", "moons", "--methods", methods, "--out", str(tmp_path)]) == 2
@@ -241,11 +250,13 @@ def test_methods_option_rejects_unknown(methods, capsys, tmp_path):
     assert not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_unknown_experiment_lists_presets(capsys):
     assert main(["run", "cifar", "--out", "/tmp/never"]) == 2
     assert "unknown experiment 'cifar'; choose one of moons, mnist-mnistm" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_cli_unknown_method(capsys):
     assert main(["train", "--method", "gan"]) == 2
     assert "unknown method 'gan'; choose one of source-only, dann, target-only" in (
@@ -265,6 +276,7 @@ def test_help(cmd, flags, capsys):
     assert [f for f in flags if f not in text] == []
 
 
+@pytest.mark.slow
 def test_composite_zero_checks_out_before_any_work(tmp_path, capsys, monkeypatch):
     import backflip.dann._composite as comp
 
@@ -318,11 +330,13 @@ def test_proxy_a_distance_follows_the_domain_classifier_error():
     assert proxy_a_distance(a, b + 1.0) == pytest.approx(0.766, abs=0.08)
 
 
+@pytest.mark.slow
 def test_seeds_must_be_positive():
     with pytest.raises(BackflipValueError, match="--seeds must be >= 1; got 0"):
         ex.run_experiment("moons", seeds=0)
 
 
+@pytest.mark.slow
 def test_composite_zero_on_fake_mnist(tmp_path, fake_mnist_root):
     from backflip.dann._composite import run_composite_zero
 
@@ -350,6 +364,7 @@ def test_moons_dann_beats_source_only():
     assert acc["dann"] > acc["source-only"] + 0.15
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quick", [False, True])
 @pytest.mark.parametrize("name", ["mnist-mnistm", "syndigits-mnist"])
 def test_image_presets_fit_their_data(name, quick, fake_mnist_root):

@@ -37,6 +37,7 @@ def _weights(model):
     return {k: v for k, v in model.state_dict().items() if torch.is_tensor(v)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_streamed_dataset_gives_the_in_memory_result(tiny_config, moons_domains, workers):
     s, t, tt = moons_domains
@@ -49,6 +50,7 @@ def test_a_streamed_dataset_gives_the_in_memory_result(tiny_config, moons_domain
     assert [r["target_acc"] for r in streamed.history] == [r["target_acc"] for r in mem.history]
 
 
+@pytest.mark.slow
 def test_a_streamed_image_folder_gives_the_in_memory_result(tmp_path, tiny_config):
     from PIL import Image
 
@@ -78,6 +80,7 @@ def _dropout_net():
     return DANN(f, nn.Linear(16, 2), nn.Linear(16, 1))
 
 
+@pytest.mark.slow
 def test_a_streamed_run_with_dropout_equals_the_in_memory_run(tiny_config, moons_domains):
     # the DataLoader draws nothing from the global RNG: the dropout masks are the same
     s, t, tt = moons_domains
@@ -88,6 +91,7 @@ def test_a_streamed_run_with_dropout_equals_the_in_memory_run(tiny_config, moons
         torch.testing.assert_close(_weights(streamed.model)[k], v, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_a_streamed_run_resumes_exactly(tmp_path, tiny_config, moons_domains, monkeypatch):
     s, t, tt = moons_domains
     kw = {"source": Samples(s), "target": Samples(t, labelled=False), "target_test": Samples(tt)}
@@ -133,6 +137,7 @@ def test_streamed_batches_are_the_planned_samples_of_this_shard():
         f.close()
 
 
+@pytest.mark.slow
 def test_an_iterable_or_indexless_dataset_is_refused(tiny_config, moons_domains):
     class Stream(torch.utils.data.IterableDataset):
         def __iter__(self):
@@ -145,6 +150,7 @@ def test_an_iterable_or_indexless_dataset_is_refused(tiny_config, moons_domains)
         train(tiny_config(), source=s, target=[1, 2, 3])
 
 
+@pytest.mark.slow
 def test_a_streamed_dataset_is_checked_on_the_samples_it_reads(tiny_config, moons_domains):
     s, t, _ = moons_domains
     bad = data.ArrayDataset(np.where(np.arange(len(t))[:, None] == 3, np.nan, t.x).astype(
@@ -154,6 +160,7 @@ def test_a_streamed_dataset_is_checked_on_the_samples_it_reads(tiny_config, moon
         train(tiny_config(), source=s, target=Samples(bad, labelled=False))
 
 
+@pytest.mark.slow
 def test_a_streamed_run_writes_the_run_folder_a_preset_does(tmp_path, tiny_config, moons_domains):
     s, t, tt = moons_domains
     train(tiny_config(out=str(tmp_path), plots=True), source=Samples(s),

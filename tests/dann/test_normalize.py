@@ -35,6 +35,7 @@ def test_standardize_fits_per_channel_and_round_trips_state_dict():
     torch.testing.assert_close(const(torch.tensor([[5.0, 2.0]])), torch.tensor([[4.0, 0.0]]))
 
 
+@pytest.mark.slow
 def test_source_statistics_only_and_checkpoint_carries_them(tmp_path, tiny_config,
                                                           moons_domains):
     s, t, tt = moons_domains
@@ -57,6 +58,7 @@ def test_source_statistics_only_and_checkpoint_carries_them(tmp_path, tiny_confi
     assert not torch.allclose(model(x), res.model(x))
 
 
+@pytest.mark.slow
 def test_normalize_none_is_identity(tiny_config, moons_domains):
     s, t, tt = moons_domains
     res = train(tiny_config(normalize="none", epochs=1), source=s, target=t, target_test=tt)
@@ -64,6 +66,7 @@ def test_normalize_none_is_identity(tiny_config, moons_domains):
     assert torch.equal(res.model.features[0].std, torch.ones(2))
 
 
+@pytest.mark.slow
 def test_saliency_contract_sees_normalised_inputs(tmp_path, fake_mnist_root):
     cfg = TrainConfig(source="mnist", target="mnistm", source_transform="rgb", epochs=1,
                       batch_size=32, limit=64, progress=False, threads=1, eval_limit=64,

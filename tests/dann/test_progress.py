@@ -6,6 +6,8 @@ import io
 import subprocess
 import sys
 
+import pytest
+
 from backflip.dann._progress import Progress, epoch_line
 
 ROW = {"epoch": 1, "loss": 0.5, "train_acc": 0.75, "domain_acc": 0.5, "target_acc": 0.625,
@@ -50,6 +52,7 @@ def test_other_ranks_and_no_progress_are_silent():
         assert log.stream.getvalue() == ""
 
 
+@pytest.mark.slow
 def test_backflip_train_into_a_pipe_writes_one_line_per_epoch(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "backflip", "train", "--source", "moons", "--target",

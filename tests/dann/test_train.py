@@ -34,6 +34,7 @@ def _weights(path):
     return load_checkpoint(path)["model"]
 
 
+@pytest.mark.slow
 def test_history_and_run_folder(tmp_path, tiny_config, moons_domains):
     s, t, tt = moons_domains
     res = train(tiny_config(out=str(tmp_path)), source=s, target=t, target_test=tt)
@@ -49,6 +50,7 @@ def test_history_and_run_folder(tmp_path, tiny_config, moons_domains):
     torch.testing.assert_close(model(x), res.model(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [{}, {"target_vat": 1.0}], ids=["dann", "dann+vat"])
 def test_resume_after_signal_is_exact(tmp_path, tiny_config, moons_domains, monkeypatch, extra):
     s, t, tt = moons_domains
@@ -87,6 +89,7 @@ def test_resume_after_signal_is_exact(tmp_path, tiny_config, moons_domains, monk
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tmp_path, tiny_config, moons_domains):
     s, t, tt = moons_domains
     train(tiny_config(out=str(tmp_path), epochs=1), source=s, target=t, target_test=tt)
@@ -147,6 +150,7 @@ def test_corrupt_and_foreign_checkpoints(tmp_path):
         load_model(tmp_path / "missing.pt")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_config, moons_domains,
                                                        monkeypatch):
     s, t, tt = moons_domains
@@ -184,6 +188,7 @@ def _dies_after(monkeypatch, p_dead: float):
     monkeypatch.setattr(train_mod, "dann_learning_rate", lr)
 
 
+@pytest.mark.slow
 def test_collapse_stops_with_a_message_and_keeps_last_good_checkpoint(
         tmp_path, tiny_config, moons_domains, monkeypatch):
     s, t, tt = moons_domains
@@ -200,6 +205,7 @@ def test_collapse_stops_with_a_message_and_keeps_last_good_checkpoint(
     assert len(logged) == 4  # the collapsed epoch is logged for the user to see
 
 
+@pytest.mark.slow
 def test_no_collapse_without_the_fault(tmp_path, tiny_config, moons_domains):
     s, t, tt = moons_domains
     res = train(tiny_config(epochs=4, optimizer="sgd", lr=0.05), source=s, target=t,
@@ -218,6 +224,7 @@ def _ds(x, y, name="d", classes=2):
     return data.ArrayDataset(np.asarray(x, np.float32), np.asarray(y, np.int64), classes, name)
 
 
+@pytest.mark.slow
 def test_unknown_dataset_lists_valid(tiny_config):
     with pytest.raises(BackflipValueError, match=r"'nope'.*moons"):
         train(tiny_config(source="nope"))
@@ -239,12 +246,14 @@ def test_unknown_method_and_key():
         TrainConfig(resume=True)
 
 
+@pytest.mark.slow
 def test_unknown_data_set_leaves_no_run_folder(tmp_path, tiny_config):
     with pytest.raises(BackflipValueError, match=r"unknown data set 'moonz'.*'moons'"):
         train(tiny_config(source="moonz", out=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("device", "match"), [
     ("cudaa", r"unknown device 'cudaa' \(.*\)\. Pass device='cpu', 'cuda', 'cuda:N' or 'mps' "
               r"\(CLI: --device\)\."),
@@ -258,6 +267,7 @@ def test_bad_device_fails_before_any_work(tmp_path, tiny_config, device, match):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_unwritable_out(tmp_path, tiny_config, moons_domains):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -265,12 +275,14 @@ def test_unwritable_out(tmp_path, tiny_config, moons_domains):
         train(tiny_config(out=str(blocker / "run")), **_kw(moons_domains))
 
 
+@pytest.mark.slow
 def test_empty_target(tiny_config, moons_domains):
     s, _, tt = moons_domains
     with pytest.raises(BackflipValueError, match=r"target data set .* is empty"):
         train(tiny_config(), source=s, target=_ds(np.zeros((0, 2)), np.zeros(0)), target_test=tt)
 
 
+@pytest.mark.slow
 def test_labels_out_of_range(tiny_config, moons_domains):
     _, t, tt = moons_domains
     with pytest.raises(BackflipValueError, match=r"must lie in \[0, 2\); got 5"):
@@ -278,6 +290,7 @@ def test_labels_out_of_range(tiny_config, moons_domains):
               target_test=tt)
 
 
+@pytest.mark.slow
 def test_shape_mismatch_names_transform(tiny_config, images):
     s = _ds(images(40, 1), np.zeros(40), "grey", 10)
     t = _ds(images(40, 3), np.zeros(40), "colour", 10)
@@ -285,11 +298,13 @@ def test_shape_mismatch_names_transform(tiny_config, images):
         train(tiny_config(), source=s, target=t, target_test=t)
 
 
+@pytest.mark.slow
 def test_batch_larger_than_data(tiny_config, moons_domains):
     with pytest.raises(BackflipValueError, match=r"batch_size 500 is larger than the source"):
         train(tiny_config(batch_size=500), **_kw(moons_domains))
 
 
+@pytest.mark.slow
 def test_tensorboard_missing_is_clear(tiny_config, moons_domains, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(BackflipValueError, match="--tensorboard needs the tensorboard package"):
@@ -306,6 +321,7 @@ def test_plain_values_only():
         config_from_args(ns)
 
 
+@pytest.mark.slow
 def test_fake_mnist_to_mnistm_and_load_domain(tmp_path, fake_mnist_root):
     cfg = TrainConfig(source="mnist", target="mnistm", source_transform="rgb", epochs=1,
                       batch_size=32, limit=64, progress=False, threads=1, eval_limit=64,
@@ -321,6 +337,7 @@ def test_fake_mnist_to_mnistm_and_load_domain(tmp_path, fake_mnist_root):
     assert model(torch.as_tensor(src.x[:5])).shape == (5, 10)
 
 
+@pytest.mark.slow
 def test_no_selection_criterion_reads_target_labels(tiny_config, moons_domains):
     s, t, tt = moons_domains
     rng = np.random.default_rng(0)
@@ -336,6 +353,7 @@ def test_no_selection_criterion_reads_target_labels(tiny_config, moons_domains):
     assert [r["target_acc"] for r in base.history] != [r["target_acc"] for r in other.history]
 
 
+@pytest.mark.slow
 def test_signal_without_out_says_no_checkpoint_was_written(tiny_config, moons_domains,
                                                            monkeypatch):
     real = train_mod.dann_lambda
@@ -354,6 +372,7 @@ def test_signal_without_out_says_no_checkpoint_was_written(tiny_config, moons_do
     assert info.value.checkpoint is None
 
 
+@pytest.mark.slow
 def test_compile_trains_like_eager_and_compiles_once(tiny_config, moons_domains, monkeypatch):
     # aot_eager instead of inductor keeps the test quick; the trainer's own compile call,
     # λ changing every step (a 0-d buffer) and the VAT passes beside the compiled model.
@@ -372,6 +391,7 @@ def test_compile_trains_like_eager_and_compiles_once(tiny_config, moons_domains,
     assert [r["lambd"] for r in comp.history] == [r["lambd"] for r in eager.history]
 
 
+@pytest.mark.slow
 def test_amp_bf16_on_cpu_trains_in_bf16(tiny_config, moons_domains, monkeypatch):
     # The built-in network's training forwards run in bf16 under amp (and only then).
     real_build, seen = prepare_mod.build_model, set()
@@ -389,6 +409,7 @@ def test_amp_bf16_on_cpu_trains_in_bf16(tiny_config, moons_domains, monkeypatch)
     assert seen == {torch.bfloat16}
 
 
+@pytest.mark.slow
 def test_epoch_metrics_match_the_model_and_sync_rarely(tiny_config, moons_domains, monkeypatch):
     # lr 1e-12 leaves the weights as they start, and with no validation split each epoch is
     # one permutation of the 120 source and 120 target samples: the epoch's logged sums
@@ -423,6 +444,7 @@ def test_epoch_metrics_match_the_model_and_sync_rarely(tiny_config, moons_domain
     assert row["domain_acc"] == pytest.approx(domain_acc, abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mnist", "mnist-bn"])
 def test_channels_last_is_the_same_training(tmp_path, fake_mnist_root, arch):
     # NHWC is a memory order, not a model change: both runs see the same batches and end
@@ -455,6 +477,7 @@ def test_no_channels_last_flag():
     assert config_from_args(parser.parse_args(["--no-channels-last"])).channels_last is False
 
 
+@pytest.mark.slow
 def test_target_entropy_adds_the_mean_entropy_of_the_target_predictions(tiny_config,
                                                                        moons_domains):
     s, t, tt = moons_domains
@@ -470,6 +493,7 @@ def test_target_entropy_adds_the_mean_entropy_of_the_target_predictions(tiny_con
     assert ent.history[-1]["target_entropy"] < plain.history[-1]["target_entropy"]
 
 
+@pytest.mark.slow
 def test_target_vat_adds_a_positive_term_and_draws_from_its_own_generator(tiny_config,
                                                                          moons_domains):
     s, t, tt = moons_domains

@@ -29,6 +29,7 @@ def arrays():
     return xs, ys, xt, yt
 
 
+@pytest.mark.slow
 def test_arrays_with_an_unlabelled_target_train_and_say_there_is_no_target_accuracy(
         tmp_path, tiny_config, arrays, capsys):
     xs, ys, xt, _ = arrays
@@ -46,6 +47,7 @@ def test_arrays_with_an_unlabelled_target_train_and_say_there_is_no_target_accur
         assert (tmp_path / png).stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_the_run_records_what_it_trained_on(tmp_path, tiny_config, arrays):
     xs, ys, xt, yt = arrays
     train(tiny_config(out=str(tmp_path)), source=data.ArrayDataset(xs, ys, name="mine"),
@@ -63,6 +65,7 @@ def test_the_run_records_what_it_trained_on(tmp_path, tiny_config, arrays):
     assert cfg["data"]["target"]["name"] != "moons-rotated"
 
 
+@pytest.mark.slow
 def test_data_given_in_part_is_refused(tiny_config, arrays):
     xs, ys, _, _ = arrays
     with pytest.raises(BackflipValueError, match=r"given data but no target; pass target= as "
@@ -72,6 +75,7 @@ def test_data_given_in_part_is_refused(tiny_config, arrays):
         train(tiny_config(), target_test=data.ArrayDataset(xs, ys))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("x", "y", "kw", "match"), [
     (np.full((40, 4), np.nan, np.float32), None, {}, r"non-finite values \(NaN or inf\)"),
     (np.zeros((40, 28, 28, 1), np.float32), None, {}, r"x\.transpose\(0, 3, 1, 2\)"),
@@ -91,6 +95,7 @@ def test_bad_source_data_fails_before_any_work(tmp_path, tiny_config, x, y, kw, 
     assert not (tmp_path / "run").exists()  # no run folder for a run that never started
 
 
+@pytest.mark.slow
 def test_other_feature_counts_and_unlabelled_target_only_are_refused(tiny_config, arrays):
     xs, ys, xt, _ = arrays
     with pytest.raises(BackflipValueError, match=r"4 features per sample but target .* has 3"):
@@ -101,6 +106,7 @@ def test_other_feature_counts_and_unlabelled_target_only_are_refused(tiny_config
               target=data.ArrayDataset(xt))
 
 
+@pytest.mark.slow
 def test_batch_size_error_counts_the_samples_after_the_hold_out(tiny_config, arrays):
     xs, ys, xt, _ = arrays
     with pytest.raises(BackflipValueError, match=r"108 samples after holding out 10% \(12\) "
@@ -109,6 +115,7 @@ def test_batch_size_error_counts_the_samples_after_the_hold_out(tiny_config, arr
               target=data.ArrayDataset(xt))
 
 
+@pytest.mark.slow
 def test_constant_source_features_are_left_unscaled(tiny_config, capsys):
     # UCI-style digits: border pixels are 0 in every source image but not in the target;
     # dividing them by 1e-6 made NaN stops. They are centred, left unscaled, and counted.
@@ -123,6 +130,7 @@ def test_constant_source_features_are_left_unscaled(tiny_config, capsys):
     assert "2 of 6 source input channels are constant" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_uci_digits_8x8_train_with_the_generic_conv_net(tiny_config):
     from sklearn.datasets import load_digits
 
@@ -195,6 +203,7 @@ def test_each_file_form_trains_from_the_cli(tmp_path, source, target, extra):
     assert back.source == source and not model.training
 
 
+@pytest.mark.slow
 def test_an_unknown_name_or_path_lists_the_accepted_forms(tiny_config, tmp_path):
     with pytest.raises(BackflipValueError, match=r"a \.npz file with keys x and y.*a folder "
                        r"with one sub-folder of images per class"):

@@ -31,6 +31,7 @@ def _kw(domains):
     return {"source": s, "target": t, "target_test": tt}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["plain", "batchnorm", "dropout", "domain-bn"])
 def test_a_user_model_trains_and_is_the_model_returned(tmp_path, tiny_config, moons_domains,
                                                       kind):
@@ -47,6 +48,7 @@ def test_a_user_model_trains_and_is_the_model_returned(tmp_path, tiny_config, mo
     assert any("does not have" in note for note in res.notes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["batchnorm", "dropout"])
 def test_a_user_model_resumes_exactly_and_reloads_into_a_fresh_instance(
         tmp_path, tiny_config, moons_domains, monkeypatch, kind):
@@ -75,6 +77,7 @@ def test_a_user_model_resumes_exactly_and_reloads_into_a_fresh_instance(
     assert not fresh.training and config.resume
 
 
+@pytest.mark.slow
 def test_reloading_needs_a_model_that_fits(tmp_path, tiny_config, moons_domains):
     train(tiny_config(out=str(tmp_path), epochs=1), model=_net(), **_kw(moons_domains))
     with pytest.raises(BackflipValueError, match=r"holds your own network \(class "
@@ -88,6 +91,7 @@ def test_reloading_needs_a_model_that_fits(tmp_path, tiny_config, moons_domains)
         load_model(tmp_path / "checkpoint.pt", model=_net("batchnorm"))
 
 
+@pytest.mark.slow
 def test_resuming_with_another_model_class_is_refused(tmp_path, tiny_config, moons_domains):
     class Other(DANN):
         pass
@@ -151,6 +155,7 @@ class _NoForwardFlag(nn.Module):
         return self.classifier(self.features(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "match"), [
     (nn.Linear(2, 2), r"it has no `features` module \(Linear\.features\)"),
     (_Parts("width"), r"its class logits have 3 columns but the data has 2 classes"),
@@ -169,6 +174,7 @@ def test_a_model_that_breaks_the_contract_fails_before_the_first_step(
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_the_contract_check_does_not_change_the_run(tiny_config, moons_domains):
     # eval mode, no .grad and no running statistic touched: a user model trains exactly
     # as the same network built by the trainer (same seed, same initial weights)
@@ -184,6 +190,7 @@ def test_the_contract_check_does_not_change_the_run(tiny_config, moons_domains):
     assert ours.history[-1]["loss"] != ref.history[-1]["loss"]  # normalize mattered there
 
 
+@pytest.mark.slow
 def test_amp_bf16_really_autocasts_a_user_model(tiny_config, moons_domains):
     seen = {}
 
@@ -202,6 +209,7 @@ def test_amp_bf16_really_autocasts_a_user_model(tiny_config, moons_domains):
     assert seen[False] == {torch.float32}
 
 
+@pytest.mark.slow
 def test_a_user_model_compiles(tiny_config, moons_domains, monkeypatch):
     from torch._dynamo.testing import CompileCounterWithBackend
 
@@ -216,6 +224,7 @@ def test_a_user_model_compiles(tiny_config, moons_domains, monkeypatch):
     torch.testing.assert_close(comp.model(x), eager.model(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_nan_from_a_user_model_stops_with_the_last_good_checkpoint(tmp_path, tiny_config,
                                                                      moons_domains):
     net, calls = _net(), []
@@ -234,6 +243,7 @@ def test_a_nan_from_a_user_model_stops_with_the_last_good_checkpoint(tmp_path, t
     assert [r["epoch"] for r in info.value.history] == [1]
 
 
+@pytest.mark.slow
 def test_model_and_arch_or_factory_together_are_refused(tiny_config, moons_domains):
     with pytest.raises(BackflipValueError, match="leave it 'auto' when you pass your own"):
         train(tiny_config(arch="moons"), model=_net(), **_kw(moons_domains))

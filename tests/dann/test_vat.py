@@ -45,6 +45,7 @@ def test_is_zero_where_the_prediction_ignores_the_input_and_trains_the_model():
     assert loss.item() > 0 and model[0].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", [nn.BatchNorm1d(16), DomainBatchNorm(16),
                                   nn.InstanceNorm1d(16, track_running_stats=True)],
                          ids=["batch", "domain", "instance"])
@@ -63,6 +64,7 @@ def test_leaves_running_statistics_as_they_were(norm):
     assert model[0].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_an_eval_mode_norm_keeps_reading_its_running_statistics():
     torch.manual_seed(5)
     norm = nn.BatchNorm1d(8)
@@ -77,6 +79,7 @@ def test_an_eval_mode_norm_keeps_reading_its_running_statistics():
     assert torch.all(norm.running_mean == 3.0)  # and those passes updated nothing
 
 
+@pytest.mark.slow
 def test_dropout_is_off_in_its_passes_and_the_global_rng_untouched():
     # With a vanishing radius the term is 0 for a deterministic network; dropout masks
     # drawn afresh in each pass would make it the masks' difference instead.

@@ -151,6 +151,7 @@ def test_import_pulls_in_no_framework():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_fake_mnist_is_learnable(fake_root):
     from sklearn.linear_model import LogisticRegression
 
