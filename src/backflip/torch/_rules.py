@@ -99,7 +99,14 @@ def _resolve(activation: str, params: dict) -> tuple[Callable, Callable, dict]:
 
 
 class _ActivationRule(torch.autograd.Function):
-    """``y = act(x)``; ``dL/dx = rule(x, y, g)``."""
+    """``y = act(x)``; ``dL/dx = rule(x, y, g)``.
+
+    ``generate_vmap_rule``: under ``torch.func.vmap`` PyTorch runs forward and backward
+    on the batched tensors (every op here, ``threshold_backward`` included, has a
+    batching rule), so per-sample gradients apply the same rule.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(x, fwd, grad, params, rule):
