@@ -30,8 +30,18 @@ def _is_tensor(a: object) -> bool:
     return isinstance(a, torch.Tensor)
 
 
+def _call(fn: Callable, name: str, args: tuple, kwargs: dict) -> tuple[torch.Tensor, Callable]:
+    y, grad_fn = split_output(fn(*args, **kwargs), name)
+    if not isinstance(y, torch.Tensor):
+        raise BackflipTypeError(
+            f"the output of custom_gradient function {name} must be one "
+            f"torch.Tensor; got {type(y).__name__}."
+        )
+    return y, grad_fn
+
+
 class _Custom(torch.autograd.Function):
-    """Inputs: ``fn, name, n_args, keys, *args, *kwarg_values``; outputs ``y, _Box``.
+    """Inputs: ``fn, name, keys, *args, *kwarg_values``; outputs ``y, _Box``.
 
     The keyword arguments travel as inputs (not in a closure or a ``functools.partial``)
     so that ``torch.compile(fullgraph=True)`` and ``torch.func`` see every tensor.
@@ -40,22 +50,20 @@ class _Custom(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(fn: Callable, name: str, n_args: int, keys: tuple[str, ...], *values: Any):
-        args, kwargs = values[:n_args], dict(zip(keys, values[n_args:], strict=True))
-        y, grad_fn = split_output(fn(*args, **kwargs), name)
-        if not isinstance(y, torch.Tensor):
-            raise BackflipTypeError(
-                f"the output of custom_gradient function {name} must be one "
-                f"torch.Tensor; got {type(y).__name__}."
-            )
+    def forward(fn: Callable, name: str, keys: tuple[str, ...], *values: Any):
+        n_args = len(values) - len(keys)
+        # (no zip(strict=True): Dynamo's version of it fails on empty sequences)
+        kwargs = {k: values[n_args + i] for i, k in enumerate(keys)}
+        y, grad_fn = _call(fn, name, values[:n_args], kwargs)
         # Returning an input unchanged would make autograd treat y as that input.
         y = y.view_as(y) if any(y is v for v in values) else y
         return y, _Box(grad_fn)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        _fn, ctx.name, ctx.n_args, keys, *values = inputs
+        _fn, ctx.name, keys, *values = inputs
         ctx.grad_fn, ctx.n_kwargs = output[1].fn, len(keys)
+        ctx.n_args = len(values) - len(keys)
         ctx.shapes = [v.shape if _is_tensor(v) else None for v in values[: ctx.n_args]]
 
     @staticmethod
@@ -74,7 +82,7 @@ class _Custom(torch.autograd.Function):
                     "the shape of that argument."
                 )
             out.append(grad)
-        return None, None, None, None, *out, *([None] * ctx.n_kwargs)
+        return None, None, None, *out, *([None] * ctx.n_kwargs)
 
 
 def custom_gradient(
@@ -102,9 +110,10 @@ def custom_gradient(
 
     @wraps(fn, name)
     def wrapper(*args: Any, **kwargs: Any) -> torch.Tensor:
-        if not tensor_positions(args, _is_tensor) and not any(map(_is_tensor, kwargs.values())):
-            y, _ = split_output(fn(*args, **kwargs), name)  # nothing to differentiate
-            return y
-        return _Custom.apply(fn, name, len(args), tuple(kwargs), *args, *kwargs.values())[0]
+        tensors = [*(args[i] for i in tensor_positions(args, _is_tensor)),
+                   *(v for v in kwargs.values() if _is_tensor(v))]
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+            return _call(fn, name, args, kwargs)[0]  # nothing to differentiate
+        return _Custom.apply(fn, name, tuple(kwargs), *args, *kwargs.values())[0]
 
     return wrapper
