@@ -378,6 +378,19 @@ def test_not_recognised_spellings():
         assert report.seen == 0 and not report.complete
 
 
+def test_name_scopes_and_source_lines_survive_the_rewrite():
+    def f(x):
+        with jax.named_scope("block"):
+            return jax.nn.relu(jnp.sin(x))
+
+    new, _ = override_gradients(f, "guided")
+    eqns = jax.make_jaxpr(new)(X).jaxpr.eqns
+    assert [e.primitive.name for e in eqns] == ["sin", "custom_vjp_call"]
+    assert all(str(e.source_info.name_stack) == "block" for e in eqns)
+    line = _line("return jax.nn.relu(jnp.sin(x))")
+    assert [override_mod._user_frame(e).start_line for e in eqns] == [line, line]
+
+
 def test_int_inputs_are_left_alone():
     new, report = override_gradients(lambda x: jax.nn.relu(x) + jnp.maximum(x, 0), "guided")
     np.testing.assert_array_equal(new(jnp.array([-1, 2])), [0, 4])

@@ -47,11 +47,12 @@ not once per iteration.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -341,6 +342,22 @@ def _site(eqn: Any, label: str, outer: Any = None) -> str:
     return f"{label} at {os.path.basename(frame.file_name)}:{frame.start_line}"
 
 
+@contextlib.contextmanager
+def _eqn_context(eqn: Any) -> Iterator[None]:
+    """Re-bind under the eqn's own source info and name stack, as jax.core.eval_jaxpr
+    does, so errors, profiles and ``jax.named_scope`` names still point at the model."""
+    try:
+        from jax._src import source_info_util as siu
+
+        names = siu.current_name_stack() + eqn.source_info.name_stack
+        info = siu.user_context(eqn.source_info.traceback, name_stack=names)
+    except Exception:  # pragma: no cover - a JAX without these internals
+        info = contextlib.nullcontext()
+    manager = getattr(getattr(eqn, "ctx", None), "manager", contextlib.nullcontext())
+    with info, manager:
+        yield
+
+
 # ----------------------------------------------------------------------- interpreter
 
 
@@ -391,7 +408,8 @@ class _Interpreter:
                 x, out, n, approximate = gelu
                 params = {"approximate": approximate}
                 self._overridden(self._site(eqn, "jax.nn.gelu"), "gelu", params)
-                env[out] = _with_rule(read(x), "gelu", self.rule, params)
+                with _eqn_context(eqn):
+                    env[out] = _with_rule(read(x), "gelu", self.rule, params)
                 i += n
                 continue
             outs = self._eqn(eqn, [read(v) for v in eqn.invars], zeros)
@@ -402,6 +420,10 @@ class _Interpreter:
         return [read(v) for v in jaxpr.outvars]
 
     def _eqn(self, eqn: Any, invals: list, zeros: set) -> list:
+        with _eqn_context(eqn):
+            return self._eqn_in_context(eqn, invals, zeros)
+
+    def _eqn_in_context(self, eqn: Any, invals: list, zeros: set) -> list:
         hit = _classify(eqn, zeros)
         if hit is not None and hit.activation is not None:
             params = dict(get_activation(hit.activation).params)
