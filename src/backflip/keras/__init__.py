@@ -28,6 +28,7 @@ from backflip.keras._ops import (
     reverse_gradient,
     scale_gradient,
 )
+from backflip.keras._override import OverrideReport, override_gradients
 from backflip.keras._rules import activation_with_rule, deconvnet_relu, guided_relu
 
 __all__ = [
@@ -35,12 +36,14 @@ __all__ = [
     "GradientClip",
     "GradientReversal",
     "GradientScale",
+    "OverrideReport",
     "activation_with_rule",
     "clip_gradient",
     "clip_gradient_norm",
     "custom_gradient",
     "deconvnet_relu",
     "guided_relu",
+    "override_gradients",
     "reverse_gradient",
     "scale_gradient",
 ]

@@ -25,15 +25,18 @@ from backflip.tensorflow._ops import (
     reverse_gradient,
     scale_gradient,
 )
+from backflip.tensorflow._override import OverrideReport, override_gradients
 from backflip.tensorflow._rules import activation_with_rule, deconvnet_relu, guided_relu
 
 __all__ = [
+    "OverrideReport",
     "activation_with_rule",
     "clip_gradient",
     "clip_gradient_norm",
     "custom_gradient",
     "deconvnet_relu",
     "guided_relu",
+    "override_gradients",
     "reverse_gradient",
     "scale_gradient",
 ]
