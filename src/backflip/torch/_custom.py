@@ -112,8 +112,10 @@ def custom_gradient(
     def wrapper(*args: Any, **kwargs: Any) -> torch.Tensor:
         tensors = [*(args[i] for i in tensor_positions(args, _is_tensor)),
                    *(v for v in kwargs.values() if _is_tensor(v))]
+        if not tensors:  # nothing to differentiate, nor a tensor to expect back
+            return split_output(fn(*args, **kwargs), name)[0]
         if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
-            return _call(fn, name, args, kwargs)[0]  # nothing to differentiate
+            return _call(fn, name, args, kwargs)[0]  # no gradient needed
         return _Custom.apply(fn, name, tuple(kwargs), *args, *kwargs.values())[0]
 
     return wrapper
