@@ -142,6 +142,27 @@ def test_torch_compile_fullgraph_with_keywords_partial_and_object():
     assert cnt.frame_count == 2  # one graph without gradients, one with; both reused
 
 
+def test_wrong_count_under_torch_compile_carries_the_message():
+    """AOT autograd traces the backward when compiling, so the count is checked then.
+
+    Without fullgraph Dynamo falls back to eager and the BackflipTypeError itself comes
+    out; with fullgraph=True Dynamo wraps it in its own error, whose text carries ours.
+    """
+
+    @custom_gradient
+    def two(x, c):
+        return x * c, lambda g: g
+
+    message = r"two returned 1 gradient\(s\); expected 2, one per positional argument"
+    with pytest.raises(BackflipTypeError, match=message):
+        _grads(torch.compile(lambda x: two(x, 3.0), backend="aot_eager"), torch.ones(2))
+    torch._dynamo.reset()
+    # Dynamo's Unsupported is a RuntimeError (or, in a later torch, the error itself)
+    with pytest.raises((BackflipTypeError, RuntimeError), match=message):
+        _grads(torch.compile(lambda x: two(x, 3.0), backend="aot_eager", fullgraph=True),
+               torch.ones(2))
+
+
 # --- the frameworks' documented examples ----------------------------------------------
 
 
