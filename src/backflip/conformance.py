@@ -16,6 +16,13 @@ Ops (``x`` input, ``g`` upstream gradient; see :mod:`backflip.rules`):
   ``h(x) = sum(reverse(x, lambd)**3) / 3``, a backend computes the gradient of
   ``sum(g * h'(x))`` w.r.t. ``x`` (a Hessian-vector product); expected
   ``dx = lambd**2 * 2 * x * g`` and ``y = x``.
+* ``override``: the rule ``params["rule"]`` (``vanilla``, ``guided``, ``deconvnet``, or
+  ``user``: :func:`user_rule`, ``dx = g * y``) applied through a backend's
+  ``override_gradients`` to :func:`mlp`, the fixed ReLU network
+  ``y = relu(relu(x @ W1 + b1) @ W2 + b2)`` (4 -> 5 -> 3, float64 weights
+  :data:`MLP_WEIGHTS`, the same in every framework); ``x`` is a 2x4 batch, ``g`` the
+  2x3 upstream gradient of ``y``, and ``dx`` is computed layer by layer in NumPy
+  (:func:`mlp_backward`).
 
 >>> case = CASES[0]
 >>> y, dx = case.expected()
@@ -31,9 +38,42 @@ import numpy as np
 
 from backflip import rules
 
-__all__ = ["CASES", "Case", "case_ids"]
+__all__ = ["CASES", "MLP_WEIGHTS", "Case", "case_ids", "mlp", "mlp_backward", "user_rule"]
 
 _TOL = {"float16": 1e-3, "bfloat16": 1e-2, "float32": 1e-6, "float64": 1e-12}
+_OVERRIDE_TOL = {"float32": 1e-5, "float64": 1e-6}  # a network: matmuls in each framework's order
+
+
+def _mlp_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(15)
+    w1, b1 = rng.standard_normal((4, 5)), 0.5 * rng.standard_normal(5)
+    w2, b2 = rng.standard_normal((5, 3)), 0.5 * rng.standard_normal(3)
+    return w1, b1, w2, b2
+
+
+MLP_WEIGHTS: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = _mlp_weights()
+"""``(W1, b1, W2, b2)`` of :func:`mlp`, float64, shapes 4x5, 5, 5x3, 3 (``x @ W``)."""
+
+
+def mlp(x: np.ndarray) -> np.ndarray:
+    """The override cases' network in NumPy: ``relu(relu(x @ W1 + b1) @ W2 + b2)``."""
+    w1, b1, w2, b2 = MLP_WEIGHTS
+    return np.maximum(np.maximum(x @ w1 + b1, 0.0) @ w2 + b2, 0.0)
+
+
+def user_rule(x, y, g):
+    """The override cases' user rule ``fn(x, y, g) -> dL/dx``: ``g * y`` (any framework's arrays)."""
+    return g * y
+
+
+def mlp_backward(rule, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``dL/dx`` of :func:`mlp` with ``rule`` at both ReLUs, upstream ``g``, by hand in NumPy."""
+    w1, b1, w2, b2 = MLP_WEIGHTS
+    a1 = x @ w1 + b1
+    a2 = np.maximum(a1, 0.0) @ w2 + b2
+    da2 = rules.apply_rule(rule, "relu", a2, g)
+    da1 = rules.apply_rule(rule, "relu", a1, da2 @ w2.T)
+    return da1 @ w1.T
 
 
 @dataclass(frozen=True)
@@ -42,7 +82,7 @@ class Case:
 
     id: str
     op: str
-    params: dict[str, float | None] = field(default_factory=dict)
+    params: dict[str, float | str | None] = field(default_factory=dict)
     shape: tuple[int, ...] = (3, 4)
     dtype: str = "float32"
     seed: int = 0
@@ -51,7 +91,8 @@ class Case:
         """The input ``x`` and the upstream gradient ``g``, reproducible from ``seed``."""
         rng = np.random.default_rng(self.seed)
         x = rng.standard_normal(self.shape).astype(self.dtype)
-        g = rng.standard_normal(self.shape).astype(self.dtype)
+        out_shape = (*self.shape[:-1], 3) if self.op == "override" else self.shape
+        g = rng.standard_normal(out_shape).astype(self.dtype)
         if self.op == "clip_norm":  # make the clipping bite
             g = (g * 10).astype(self.dtype)
         return x, g
@@ -77,13 +118,19 @@ class Case:
             dx = rules.apply_rule(self.op.removeprefix("relu_"), "relu", x64, g64)
         elif self.op == "reverse_double":
             dx = p["lambd"] ** 2 * 2.0 * x64 * g64
+        elif self.op == "override":
+            y, dx = mlp(x64), mlp_backward(self.rule(), x64, g64)
         else:  # pragma: no cover - a typo in the table itself
             raise ValueError(f"unknown conformance op {self.op!r}")
         return y.astype(self.dtype), np.asarray(dx).astype(self.dtype)
 
+    def rule(self):
+        """The rule of an ``override`` case: its name, or :func:`user_rule` for ``"user"``."""
+        return user_rule if self.params["rule"] == "user" else self.params["rule"]
+
     def tolerance(self) -> float:
         """Relative/absolute tolerance for comparing a backend's result."""
-        return _TOL[self.dtype]
+        return (_OVERRIDE_TOL if self.op == "override" else _TOL)[self.dtype]
 
 
 CASES: list[Case] = [
@@ -103,6 +150,10 @@ CASES: list[Case] = [
     Case("relu-deconvnet", "relu_deconvnet", {}, shape=(4, 6), seed=4),
     Case("reverse-double-lambd0.5", "reverse_double", {"lambd": 0.5}, dtype="float64"),
     Case("reverse-double-lambd2", "reverse_double", {"lambd": 2.0}, dtype="float64"),
+    Case("override-vanilla", "override", {"rule": "vanilla"}, (2, 4), "float64", seed=8),
+    Case("override-guided", "override", {"rule": "guided"}, (2, 4), "float64", seed=8),
+    Case("override-deconvnet", "override", {"rule": "deconvnet"}, (2, 4), "float64", seed=8),
+    Case("override-user", "override", {"rule": "user"}, (2, 4), "float64", seed=8),
 ]
 """Every case every backend runs. Add a row here and every backend must pass it."""
 

@@ -61,7 +61,8 @@ def test_conformance_table_is_well_formed():
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids))
     ops = {c.op for c in CASES}
-    assert ops == {"reverse", "scale", "clip", "clip_norm", "custom", "relu_guided", "relu_deconvnet", "reverse_double"}
+    assert ops == {"reverse", "scale", "clip", "clip_norm", "custom", "relu_guided", "relu_deconvnet", "reverse_double",
+                   "override"}
     assert {c.params["lambd"] for c in CASES if c.op == "reverse"} >= {0.0, 0.5, 1.0, 3.0}
     for case in CASES:
         x, g = case.inputs()

@@ -5,7 +5,7 @@ import pytest
 
 from backflip._api import CORE_OPS
 from backflip._testing import require_backend
-from backflip.conformance import CASES, Case, case_ids
+from backflip.conformance import CASES, MLP_WEIGHTS, Case, case_ids
 
 jax = require_backend("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -37,8 +37,18 @@ def _forward(case: Case, x):
     raise AssertionError(case.op)
 
 
+def _mlp(x):
+    w1, b1, w2, b2 = (jnp.asarray(w) for w in MLP_WEIGHTS)
+    return jax.nn.relu(jax.nn.relu(x @ w1 + b1) @ w2 + b2)
+
+
 def _run(case: Case):
     x, g = (jnp.asarray(a) for a in case.inputs())
+    if case.op == "override":
+        fn, report = bfj.override_gradients(_mlp, case.rule())
+        y, vjp = jax.vjp(jax.jit(fn), x)
+        assert (report.seen, report.overridden) == (2, 2)
+        return y, vjp(g)[0]
     if case.op == "reverse_double":
         lambd = case.params["lambd"]
 

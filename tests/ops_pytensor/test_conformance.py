@@ -5,7 +5,7 @@ import pytest
 
 from backflip._api import CORE_OPS
 from backflip._testing import require_backend
-from backflip.conformance import CASES, Case, case_ids
+from backflip.conformance import CASES, MLP_WEIGHTS, Case, case_ids
 
 pytensor = require_backend("pytensor")
 import pytensor.tensor as pt  # noqa: E402
@@ -43,11 +43,17 @@ def _forward(case: Case, x):
 def test_conformance(case):
     x_val, g_val = case.inputs()
     x = pt.tensor("x", dtype=case.dtype, shape=(None,) * x_val.ndim)
-    g = pt.tensor("g", dtype=case.dtype, shape=(None,) * x_val.ndim)
+    g = pt.tensor("g", dtype=case.dtype, shape=(None,) * g_val.ndim)
     if case.op == "reverse_double":
         h = pt.sum(bfp.reverse_gradient(x, case.params["lambd"]) ** 3) / 3
         y = x
         dx = pt.grad(pt.sum(g * pt.grad(h, x)), x)  # a Hessian-vector product
+    elif case.op == "override":
+        w1, b1, w2, b2 = MLP_WEIGHTS
+        out = pt.maximum(pt.maximum(x @ w1 + b1, 0) @ w2 + b2, 0)
+        y, report = bfp.override_gradients(out, case.rule())
+        assert (report.seen, report.overridden) == (2, 2)
+        dx = pt.grad(None, x, known_grads={y: g})
     else:
         y = _forward(case, x)
         dx = pt.grad(None, x, known_grads={y: g})

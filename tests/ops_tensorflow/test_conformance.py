@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from backflip._testing import require_backend
-from backflip.conformance import CASES, case_ids
+from backflip.conformance import CASES, MLP_WEIGHTS, case_ids
 
 tf = require_backend("tensorflow")
 bft = require_backend("backflip.tensorflow")
@@ -28,9 +28,21 @@ def _op(case):
     }[case.op]
 
 
+@tf.function
+def _mlp(x):
+    w1, b1, w2, b2 = (tf.constant(w) for w in MLP_WEIGHTS)
+    return tf.nn.relu(tf.nn.relu(x @ w1 + b1) @ w2 + b2)
+
+
 def _run(case):
     x_np, g_np = case.inputs()
     x, g = tf.constant(x_np), tf.constant(g_np)
+    if case.op == "override":
+        with bft.override_gradients(_mlp, case.rule()) as report, tf.GradientTape() as tape:
+            tape.watch(x)
+            y = _mlp(x)
+        assert (report.seen, report.overridden) == (2, 2)
+        return y, tape.gradient(y, x, output_gradients=g)
     if case.op == "reverse_double":  # Hessian-vector product through the reversal
         with tf.GradientTape() as outer:
             outer.watch(x)

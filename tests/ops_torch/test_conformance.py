@@ -9,15 +9,29 @@ from backflip._testing import require_backend
 
 torch = require_backend("torch")
 
-from backflip.conformance import CASES, Case, case_ids  # noqa: E402
+from backflip.conformance import CASES, MLP_WEIGHTS, Case, case_ids  # noqa: E402
 from backflip.torch import (  # noqa: E402
     activation_with_rule,
     clip_gradient,
     clip_gradient_norm,
     custom_gradient,
+    override_gradients,
     reverse_gradient,
     scale_gradient,
 )
+
+
+def _mlp() -> torch.nn.Module:
+    """The conformance network (backflip.conformance.mlp) as nn.Linear and nn.ReLU modules."""
+    w1, b1, w2, b2 = (torch.from_numpy(w) for w in MLP_WEIGHTS)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3), torch.nn.ReLU()
+    ).double()
+    with torch.no_grad():
+        for layer, w, b in ((net[0], w1, b1), (net[2], w2, b2)):
+            layer.weight.copy_(w.T)
+            layer.bias.copy_(b)
+    return net
 
 
 @custom_gradient
@@ -52,6 +66,12 @@ def test_conformance(case):
         )
         (dx,) = torch.autograd.grad((g * h1).sum(), x)
         y = reverse_gradient(x, lambd)
+    elif case.op == "override":
+        net = _mlp()
+        with override_gradients(net, case.rule()) as report:
+            y = net(x)
+            (dx,) = torch.autograd.grad(y, x, g)
+        assert (report.seen, report.overridden) == (2, 2)
     else:
         y = _forward(case)(x)
         (dx,) = torch.autograd.grad(y, x, g)
