@@ -74,7 +74,14 @@ class GradientReversal(_Identity):
 
 @keras.saving.register_keras_serializable(package="backflip")
 class GradientScale(_Identity):
-    """Gradient scaling layer: ``y = x``, ``dL/dx = factor * dL/dy`` (any finite sign)."""
+    """Gradient scaling layer: ``y = x``, ``dL/dx = factor * dL/dy`` (any finite sign).
+
+    >>> import numpy as np
+    >>> from backflip.keras._override import vjp
+    >>> x, g = np.ones(2, "float32"), np.array([2.0, -4.0], "float32")
+    >>> vjp(GradientScale(-0.5), x, g)[1].tolist()
+    [-1.0, 2.0]
+    """
 
     def __init__(self, factor: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -90,7 +97,14 @@ class GradientScale(_Identity):
 
 @keras.saving.register_keras_serializable(package="backflip")
 class GradientClip(_Identity):
-    """Gradient clipping layer: ``y = x``, ``dL/dx = clip(dL/dy, min, max)`` elementwise."""
+    """Gradient clipping layer: ``y = x``, ``dL/dx = clip(dL/dy, min, max)`` elementwise.
+
+    >>> import numpy as np
+    >>> from backflip.keras._override import vjp
+    >>> x, g = np.ones(3, "float32"), np.array([2.0, -2.0, 0.25], "float32")
+    >>> vjp(GradientClip(min=-1.0, max=1.0), x, g)[1].tolist()
+    [1.0, -1.0, 0.25]
+    """
 
     def __init__(self, min: float | None = None, max: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -53,14 +53,28 @@ def reverse_gradient(x: Any, lambd: Any = 1.0) -> Any:
 
 
 def scale_gradient(x: Any, factor: Any) -> Any:
-    """Gradient scaling: ``y = x``, ``dL/dx = factor * dL/dy`` (any finite sign)."""
+    """Gradient scaling: ``y = x``, ``dL/dx = factor * dL/dy`` (any finite sign).
+
+    >>> import numpy as np
+    >>> from backflip.keras._override import vjp
+    >>> x, g = np.ones(2, "float32"), np.array([2.0, -4.0], "float32")
+    >>> vjp(lambda x: scale_gradient(x, 0.5), x, g)[1].tolist()
+    [1.0, -2.0]
+    """
     x = check_input(x, "scale_gradient")
     factor = as_param(factor, x.dtype, "factor", "scale_gradient", check_factor)
     return times_in_backward(x, factor, "scale_gradient")
 
 
 def clip_gradient(x: Any, min: float | None = None, max: float | None = None) -> Any:
-    """Gradient clipping: ``y = x``, ``dL/dx = clip(dL/dy, min, max)`` elementwise."""
+    """Gradient clipping: ``y = x``, ``dL/dx = clip(dL/dy, min, max)`` elementwise.
+
+    >>> import numpy as np
+    >>> from backflip.keras._override import vjp
+    >>> x, g = np.ones(3, "float32"), np.array([2.0, -2.0, 0.25], "float32")
+    >>> vjp(lambda x: clip_gradient(x, -0.5, 0.5), x, g)[1].tolist()
+    [0.5, -0.5, 0.25]
+    """
     lo, hi = check_clip_bounds(min, max, "clip_gradient")
     x = check_input(x, "clip_gradient")
 
@@ -78,7 +92,14 @@ def clip_gradient(x: Any, min: float | None = None, max: float | None = None) ->
 
 
 def clip_gradient_norm(x: Any, max_norm: float) -> Any:
-    """Gradient norm clipping: ``y = x``, ``dL/dx = g * min(1, max_norm / ||g||_2)``."""
+    """Gradient norm clipping: ``y = x``, ``dL/dx = g * min(1, max_norm / ||g||_2)``, ``g = dL/dy``.
+
+    >>> import numpy as np
+    >>> from backflip.keras._override import vjp
+    >>> x, g = np.ones(2, "float32"), np.array([3.0, 4.0], "float32")
+    >>> vjp(lambda x: clip_gradient_norm(x, 1.0), x, g)[1].tolist()
+    [0.6..., 0.8...]
+    """
     max_norm = check_max_norm(max_norm, "clip_gradient_norm")
     x = check_input(x, "clip_gradient_norm")
 

@@ -90,10 +90,26 @@ def activation_with_rule(
 
 
 def guided_relu(x: Any) -> Any:
-    """``relu(x)`` with the guided-backprop backward ``g * 1[x > 0] * 1[g > 0]``."""
+    """``relu(x)`` with the guided-backprop backward ``dL/dx = 1[x > 0] * 1[g > 0] * g``.
+
+    ``g = dL/dy``: only positive gradients pass, and only where the input was positive.
+
+    >>> import numpy as np
+    >>> from backflip.keras._override import vjp
+    >>> x, g = np.array([1.0, 1.0, -1.0], "float32"), np.array([2.0, -2.0, 2.0], "float32")
+    >>> vjp(guided_relu, x, g)[1].tolist()
+    [2.0, 0.0, 0.0]
+    """
     return activation_with_rule(x, "relu", "guided")
 
 
 def deconvnet_relu(x: Any) -> Any:
-    """``relu(x)`` with the deconvnet backward ``g * 1[g > 0]``."""
+    """``relu(x)`` with the deconvnet backward ``dL/dx = 1[g > 0] * g`` (whatever the sign of x).
+
+    >>> import numpy as np
+    >>> from backflip.keras._override import vjp
+    >>> x, g = np.array([1.0, 1.0, -1.0], "float32"), np.array([2.0, -2.0, 2.0], "float32")
+    >>> vjp(deconvnet_relu, x, g)[1].tolist()
+    [2.0, 0.0, 2.0]
+    """
     return activation_with_rule(x, "relu", "deconvnet")

@@ -94,10 +94,30 @@ def activation_with_rule(
 
 
 def guided_relu(x: Any) -> tf.Tensor:
-    """``relu(x)`` with the guided-backprop backward ``g * 1[x > 0] * 1[g > 0]``."""
+    """``relu(x)`` with the guided-backprop backward ``dL/dx = 1[x > 0] * 1[g > 0] * g``.
+
+    ``g = dL/dy``: only positive gradients pass, and only where the input was positive.
+
+    >>> import tensorflow as tf
+    >>> x = tf.constant([1.0, 1.0, -1.0])
+    >>> with tf.GradientTape() as tape:
+    ...     tape.watch(x)
+    ...     y = guided_relu(x)
+    >>> tape.gradient(y, x, output_gradients=tf.constant([2.0, -2.0, 2.0])).numpy()
+    array([2., 0., 0.], dtype=float32)
+    """
     return activation_with_rule(x, "relu", "guided")
 
 
 def deconvnet_relu(x: Any) -> tf.Tensor:
-    """``relu(x)`` with the deconvnet backward ``g * 1[g > 0]``."""
+    """``relu(x)`` with the deconvnet backward ``dL/dx = 1[g > 0] * g`` (whatever the sign of x).
+
+    >>> import tensorflow as tf
+    >>> x = tf.constant([1.0, 1.0, -1.0])
+    >>> with tf.GradientTape() as tape:
+    ...     tape.watch(x)
+    ...     y = deconvnet_relu(x)
+    >>> tape.gradient(y, x, output_gradients=tf.constant([2.0, -2.0, 2.0])).numpy()
+    array([2., 0., 2.], dtype=float32)
+    """
     return activation_with_rule(x, "relu", "deconvnet")
