@@ -24,6 +24,11 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
 
     A crash or signal during the write (SIGKILL included) leaves the previous checkpoint
     intact; the next save removes the temp file such a write left behind.
+
+    >>> import tempfile
+    >>> path = save_checkpoint({"epoch": 3}, Path(tempfile.mkdtemp()) / "checkpoint.pt")
+    >>> load_checkpoint(path)
+    {'format': 'backflip-dann/1', 'epoch': 3}
     """
     path = Path(path)
     for stale in path.parent.glob(path.name + ".*.tmp"):  # left by a writer that was killed
@@ -42,7 +47,13 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by ``backflip train`` with ``torch.load(weights_only=True)``."""
+    """Load a checkpoint written by ``backflip train`` with ``torch.load(weights_only=True)``.
+
+    >>> import tempfile
+    >>> path = save_checkpoint({"epoch": 3}, Path(tempfile.mkdtemp()) / "checkpoint.pt")
+    >>> load_checkpoint(path)["epoch"]
+    3
+    """
     path = Path(path)
     if not path.is_file():
         raise BackflipValueError(

@@ -210,7 +210,13 @@ def _base_type(tp: Any) -> type:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per TrainConfig field, with the help its field's metadata holds."""
+    """One ``--flag`` per TrainConfig field, with the help its field's metadata holds.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_config_arguments(parser)
+    >>> parser.parse_args(["--source", "moons", "--batch-size", "16"]).batch_size
+    16
+    """
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -224,7 +230,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig of parsed arguments (fields only; other attributes are ignored)."""
+    """The TrainConfig of parsed arguments (fields only; other attributes are ignored).
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_config_arguments(parser)
+    >>> config_from_args(parser.parse_args(["--source", "moons"])).source
+    'moons'
+    """
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     for name, value in values.items():
         if value is not None and not isinstance(value, bool | int | float | str):

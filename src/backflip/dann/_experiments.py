@@ -110,6 +110,17 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
     runs not begun start afresh; the results equal those of an uninterrupted sweep.
     ``seconds`` per run is its training time (the sum of its epochs' seconds), so a run
     read back keeps the time it took.
+
+    Bad arguments fail before any training:
+
+    >>> run_experiment("moons", seeds=0)
+    Traceback (most recent call last):
+    ...
+    backflip...BackflipValueError: --seeds must be >= 1; got 0.
+    >>> run_experiment("no-such-preset")
+    Traceback (most recent call last):
+    ...
+    backflip...BackflipValueError: unknown experiment 'no-such-preset'; choose one of ...
     """
     if seeds < 1:
         raise BackflipValueError(f"--seeds must be >= 1; got {seeds}.")
@@ -212,7 +223,13 @@ def _write(results: dict[str, Any], kept: dict[str, TrainResult], out: Path,
 
 
 def table(results: dict[str, Any]) -> str:
-    """Markdown table of target accuracy (mean +- std over seeds) per method."""
+    """Markdown table of target accuracy (mean +- std over seeds) per method.
+
+    >>> runs = {"target_accuracy": {"mean": 0.9, "std": 0.01, "runs": [0.89, 0.91]},
+    ...         "seconds": {"mean": 1.5}}
+    >>> print(table({"methods": {"dann": runs}}).splitlines()[2])
+    | dann | 0.9000 +- 0.0100 | 2 | - | 1.5 |
+    """
     lines = ["| method | target accuracy (final epoch), mean +- std | seeds | target test "
              "images | training seconds per run |", "|---|---|---|---|---|"]
     for method, r in results["methods"].items():

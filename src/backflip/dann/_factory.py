@@ -63,7 +63,13 @@ def import_factory(spec: str) -> Callable[..., Any]:
 
 
 def build_from_factory(spec: str, in_shape: tuple[int, ...], num_classes: int) -> Any:
-    """Import ``spec`` and call it with the ``in_shape`` / ``num_classes`` it accepts."""
+    """Import ``spec`` and call it with the ``in_shape`` / ``num_classes`` it accepts.
+
+    ``auto_arch(in_shape)`` takes no ``num_classes``, so only ``in_shape`` is passed:
+
+    >>> build_from_factory("backflip.dann._models:auto_arch", (3, 28, 28), num_classes=10)
+    'mnist'
+    """
     func = import_factory(spec)
     try:
         params = inspect.signature(func).parameters

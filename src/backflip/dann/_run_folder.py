@@ -24,7 +24,14 @@ __all__ = ["RunFolder", "check_out"]
 
 
 def check_out(out: str | os.PathLike[str] | None) -> Path | None:
-    """Create the folder ``out`` if needed and prove it writable; ``None`` stays ``None``."""
+    """Create the folder ``out`` if needed and prove it writable; ``None`` stays ``None``.
+
+    >>> import tempfile
+    >>> check_out(None) is None
+    True
+    >>> check_out(Path(tempfile.mkdtemp()) / "run").is_dir()
+    True
+    """
     if out is None:
         return None
     path = Path(out)
@@ -42,7 +49,15 @@ def check_out(out: str | os.PathLike[str] | None) -> Path | None:
 
 
 class RunFolder:
-    """One run's folder; every method is a no-op on processes other than rank 0."""
+    """One run's folder; every method is a no-op on processes other than rank 0.
+
+    >>> import tempfile
+    >>> folder = RunFolder.prepare(tempfile.mkdtemp())
+    >>> folder.write_metrics([{"epoch": 1}]).read_text()
+    '{"epoch": 1}\\n'
+    >>> RunFolder(folder.path, main=False).write_json("result.json", {}) is None
+    True
+    """
 
     def __init__(self, path: Path | None, main: bool = True) -> None:
         self.path, self.main = path, main

@@ -43,7 +43,14 @@ def target_entropy(target_logits: np.ndarray) -> float:
 
 
 def snd(target_logits: np.ndarray, temperature: float = 0.05) -> float:
-    """Soft neighbourhood density of the target predictions (higher: denser clusters)."""
+    """Soft neighbourhood density of the target predictions (higher: denser clusters).
+
+    ``p`` = row-normalised softmax(logits), ``s = p p^T`` (diagonal excluded),
+    ``q = softmax(s / temperature)`` per row; SND = mean row entropy of ``q``.
+
+    >>> round(snd(np.zeros((3, 2))), 4)  # all alike: q uniform over the 2 others, log 2
+    0.6931
+    """
     p = _softmax(np.asarray(target_logits, np.float64))
     p = p / np.linalg.norm(p, axis=1, keepdims=True)
     sim = p @ p.T

@@ -38,6 +38,10 @@ class TrainingStopped(BackflipError, RuntimeError):
     to chance after it had learned) or ``"signal"`` (SIGINT/SIGTERM). ``history`` holds
     the per-epoch metrics rows of the epochs completed before the stop (for a collapse, the
     collapsed epoch last; a NaN or a signal mid-epoch adds no row for the unfinished epoch).
+
+    >>> stop = TrainingStopped("loss is NaN at epoch 2", "nan", history=[{"epoch": 1}])
+    >>> (str(stop), stop.reason, stop.checkpoint, len(stop.history))
+    ('loss is NaN at epoch 2', 'nan', None, 1)
     """
 
     def __init__(self, message: str, reason: str, checkpoint: Path | None = None,
@@ -50,7 +54,13 @@ class TrainingStopped(BackflipError, RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What a run produced: the model, per-epoch history and what each criterion picks."""
+    """What a run produced: the model, per-epoch history and what each criterion picks.
+
+    >>> res = train(TrainConfig(source="moons", target="moons-rotated", epochs=1, limit=64,
+    ...                         batch_size=32, progress=False, plots=False))
+    >>> (len(res.history), res.out, 0.0 <= res.target_accuracy <= 1.0)
+    (1, None, True)
+    """
 
     config: TrainConfig
     model: torch.nn.Module
