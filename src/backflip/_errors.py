@@ -11,15 +11,43 @@ __all__ = ["BackflipError", "BackflipImportError", "BackflipTypeError", "Backfli
 
 
 class BackflipError(Exception):
-    """Base class of every error raised by backflip."""
+    """Base class of every error raised by backflip.
+
+    >>> from backflip.rules import check_rule
+    >>> try:
+    ...     check_rule("guidedd")
+    ... except BackflipError as err:
+    ...     print(type(err).__name__)
+    BackflipValueError
+    """
 
 
 class BackflipValueError(BackflipError, ValueError):
-    """A value is out of range, non-finite, or otherwise unusable."""
+    """A value is out of range, non-finite, or otherwise unusable.
+
+    Also a :class:`ValueError`, so ``except ValueError`` catches it:
+
+    >>> from backflip.schedules import dann_lambda
+    >>> try:
+    ...     dann_lambda(0.5, lambd_max=-1.0)
+    ... except ValueError as err:
+    ...     print(isinstance(err, BackflipValueError))
+    True
+    """
 
 
 class BackflipTypeError(BackflipError, TypeError):
-    """An argument has the wrong type or dtype."""
+    """An argument has the wrong type or dtype.
+
+    Also a :class:`TypeError`, so ``except TypeError`` catches it:
+
+    >>> from backflip.rules import resolve
+    >>> try:
+    ...     resolve("relu", "guided", {"alpha": 2.0})
+    ... except TypeError as err:
+    ...     print(type(err).__name__)
+    BackflipTypeError
+    """
 
 
 class BackflipImportError(BackflipError, ModuleNotFoundError):
@@ -27,4 +55,11 @@ class BackflipImportError(BackflipError, ModuleNotFoundError):
 
     A :class:`ModuleNotFoundError` (so an ``ImportError``) whose ``name`` is the missing
     module, so ``except ImportError`` and ``pytest.importorskip`` treat it as one.
+
+    >>> from backflip._optional import require
+    >>> try:
+    ...     require("no_such_module_xyz")
+    ... except ImportError as err:
+    ...     print(type(err).__name__, err.name)
+    BackflipImportError no_such_module_xyz
     """

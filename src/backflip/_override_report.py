@@ -52,7 +52,15 @@ class OverrideReport:
     those whose backward now follows ``rule``; ``not_overridden``: call sites it could
     not override (only with ``strict=False``); ``sites``: calls per overridden call
     site; ``activations``: calls per (activation, parameters). ``complete`` is true
-    when at least one call was seen and all were overridden.
+    when at least one call was seen and all were overridden. Each overridden call's
+    backward follows the rule, e.g. ``"guided"``: ``dL/dx = dL/dy * act'(x) * 1[dL/dy > 0]``.
+
+    >>> report = OverrideReport(rule="guided")  # as yielded before any forward pass
+    >>> report.complete
+    False
+    >>> report.verify()
+    Traceback (most recent call last):
+    backflip._errors.BackflipValueError: override_gradients saw no nonlinearity call: ...
     """
 
     rule: str

@@ -56,18 +56,38 @@ MLP_WEIGHTS: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = _mlp_weight
 
 
 def mlp(x: np.ndarray) -> np.ndarray:
-    """The override cases' network in NumPy: ``relu(relu(x @ W1 + b1) @ W2 + b2)``."""
+    """The override cases' network in NumPy: ``relu(relu(x @ W1 + b1) @ W2 + b2)``.
+
+    >>> mlp(np.zeros((2, 4))).shape  # a batch of 2 inputs of 4 -> 2 outputs of 3
+    (2, 3)
+    """
     w1, b1, w2, b2 = MLP_WEIGHTS
     return np.maximum(np.maximum(x @ w1 + b1, 0.0) @ w2 + b2, 0.0)
 
 
 def user_rule(x, y, g):
-    """The override cases' user rule ``fn(x, y, g) -> dL/dx``: ``g * y`` (any framework's arrays)."""
+    """The override cases' user rule ``fn(x, y, g) -> dL/dx``: ``g * y`` (any framework's arrays).
+
+    That is ``dL/dx = dL/dy * y`` at each nonlinearity, ignoring ``x``:
+
+    >>> user_rule(np.array([1.0, -1.0]), np.array([2.0, 0.0]), np.array([3.0, 3.0]))
+    array([6., 0.])
+    """
     return g * y
 
 
 def mlp_backward(rule, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``dL/dx`` of :func:`mlp` with ``rule`` at both ReLUs, upstream ``g``, by hand in NumPy."""
+    """``dL/dx`` of :func:`mlp` with ``rule`` at both ReLUs, upstream ``g``, by hand in NumPy.
+
+    With ``a1 = x @ W1 + b1`` and ``a2 = relu(a1) @ W2 + b2``:
+    ``da2 = rule(a2, g)``, ``da1 = rule(a1, da2 @ W2.T)``, ``dL/dx = da1 @ W1.T``, where
+    ``rule(a, g)`` is :func:`backflip.rules.apply_rule` for ReLU (``"vanilla"``:
+    ``g * 1[a > 0]``, the true gradient).
+
+    >>> x, g = np.ones((1, 4)), -np.ones((1, 3))
+    >>> bool((mlp_backward("guided", x, g) == 0).all())  # guided drops negative g
+    True
+    """
     w1, b1, w2, b2 = MLP_WEIGHTS
     a1 = x @ w1 + b1
     a2 = np.maximum(a1, 0.0) @ w2 + b2
@@ -78,7 +98,14 @@ def mlp_backward(rule, x: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Case:
-    """One row of the conformance table."""
+    """One row of the conformance table.
+
+    >>> case = Case("scale-minus2", "scale", {"factor": -2.0})
+    >>> x, g = case.inputs()
+    >>> y, dx = case.expected()  # y = x, dL/dx = factor * dL/dy
+    >>> bool((y == x).all() and (dx == -2.0 * g).all()), case.tolerance()
+    (True, 1e-06)
+    """
 
     id: str
     op: str
@@ -159,5 +186,9 @@ CASES: list[Case] = [
 
 
 def case_ids() -> list[str]:
-    """The ids of :data:`CASES`, for ``pytest.mark.parametrize(ids=...)``."""
+    """The ids of :data:`CASES`, for ``pytest.mark.parametrize(ids=...)``.
+
+    >>> case_ids()[:3]
+    ['reverse-lambd0', 'reverse-lambd0.5', 'reverse-lambd1']
+    """
     return [c.id for c in CASES]

@@ -62,22 +62,42 @@ __all__ = [
 
 
 def reverse_backward(g: np.ndarray, lambd: float) -> np.ndarray:
-    """``dL/dx = -lambd * g``."""
+    """Gradient reversal: ``dL/dx = -lambd * dL/dy`` (``g = dL/dy``; forward ``y = x``).
+
+    >>> reverse_backward(np.array([1.0, -2.0]), 0.5)
+    array([-0.5,  1. ])
+    """
     return (-lambd * g).astype(g.dtype)
 
 
 def scale_backward(g: np.ndarray, factor: float) -> np.ndarray:
-    """``dL/dx = factor * g``."""
+    """Gradient scaling: ``dL/dx = factor * dL/dy`` (``g = dL/dy``; forward ``y = x``).
+
+    >>> scale_backward(np.array([1.0, -2.0]), 3.0)
+    array([ 3., -6.])
+    """
     return (factor * g).astype(g.dtype)
 
 
 def clip_backward(g: np.ndarray, min: float | None, max: float | None) -> np.ndarray:
-    """``dL/dx = clip(g, min, max)``."""
+    """Gradient clipping: ``dL/dx = clip(dL/dy, min, max)`` elementwise (forward ``y = x``).
+
+    Either bound may be ``None`` (no bound on that side).
+
+    >>> clip_backward(np.array([-3.0, 0.5, 3.0]), -1.0, 1.0)
+    array([-1. ,  0.5,  1. ])
+    """
     return np.clip(g, min, max).astype(g.dtype)
 
 
 def clip_norm_backward(g: np.ndarray, max_norm: float) -> np.ndarray:
-    """``dL/dx = g * min(1, max_norm / ||g||)`` (whole-tensor L2 norm)."""
+    """Norm clipping: ``dL/dx = g * min(1, max_norm / ||g||_2)``, ``g = dL/dy``.
+
+    ``||g||_2`` is the L2 norm of the whole tensor; a zero ``g`` passes unchanged.
+
+    >>> clip_norm_backward(np.array([3.0, 4.0]), 1.0)  # ||g|| = 5
+    array([0.6, 0.8])
+    """
     norm = float(np.sqrt(np.sum(g.astype(np.float64) ** 2)))
     scale = min(1.0, max_norm / norm) if norm > 0 else 1.0
     return (g * scale).astype(g.dtype)
@@ -105,7 +125,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class Activation:
     """A nonlinearity the rules cover: NumPy forward and derivative (float64).
 
-    ``params`` holds the default keyword parameters (e.g. LeakyReLU's slope).
+    ``params`` holds the default keyword parameters (e.g. LeakyReLU's slope). The
+    vanilla rule's backward is ``dL/dx = dL/dy * derivative(x)``.
+
+    >>> act = ACTIVATIONS["leaky_relu"]
+    >>> act.forward(np.array([-2.0, 3.0])), act.derivative(np.array([-2.0, 3.0])), act.params
+    (array([-0.02,  3.  ]), array([0.01, 1.  ]), {'negative_slope': 0.01})
     """
 
     name: str
@@ -150,7 +175,14 @@ RULES = ("vanilla", "guided", "deconvnet")
 
 
 def get_activation(name: str) -> Activation:
-    """Return the :class:`Activation` called ``name`` or raise naming the valid ones."""
+    """Return the :class:`Activation` called ``name`` or raise naming the valid ones.
+
+    >>> get_activation("relu").derivative(np.array([-1.0, 2.0]))
+    array([0., 1.])
+    >>> get_activation("tanh")
+    Traceback (most recent call last):
+    backflip._errors.BackflipValueError: no gradient rule covers the activation 'tanh'; ...
+    """
     try:
         return ACTIVATIONS[name]
     except KeyError:
@@ -161,7 +193,14 @@ def get_activation(name: str) -> Activation:
 
 
 def check_rule(rule: object) -> None:
-    """Raise unless ``rule`` is one of :data:`RULES` or a callable ``fn(x, y, g)``."""
+    """Raise unless ``rule`` is one of :data:`RULES` or a callable ``fn(x, y, g)``.
+
+    >>> check_rule("guided")  # valid: returns None
+    >>> check_rule(lambda x, y, g: g * y)
+    >>> check_rule("guidedd")
+    Traceback (most recent call last):
+    backflip._errors.BackflipValueError: unknown gradient rule 'guidedd'; use one of ...
+    """
     if not callable(rule) and not (isinstance(rule, str) and rule in RULES):
         raise BackflipValueError(
             f"unknown gradient rule {rule!r}; use one of {', '.join(RULES)} "

@@ -38,7 +38,14 @@ __all__ = [
 ]
 
 Schedule = Callable[[float], float]
-"""A schedule: training progress ``p`` in [0, 1] -> value."""
+"""A schedule: training progress ``p`` in [0, 1] -> value.
+
+Any callable of one float is a schedule; the ones here also check that ``p`` is in [0, 1].
+
+>>> schedule: Schedule = linear_warmup(end=1.0, warmup=0.5)
+>>> [schedule(p) for p in (0.0, 0.25, 1.0)]
+[0.0, 0.5, 1.0]
+"""
 
 
 def _finite(value: float, name: str, where: str, positive: bool = False) -> float:

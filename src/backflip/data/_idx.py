@@ -57,7 +57,15 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a raw or gzip-compressed (``.gz``) IDX file into a uint8 array."""
+    """Read a raw or gzip-compressed (``.gz``) IDX file into a uint8 array.
+
+    >>> import os, tempfile
+    >>> path = write_idx(os.path.join(tempfile.mkdtemp(), "a-idx2-ubyte.gz"),
+    ...                  np.arange(6, dtype=np.uint8).reshape(2, 3))
+    >>> read_idx(path)
+    array([[0, 1, 2],
+           [3, 4, 5]], dtype=uint8)
+    """
     path = Path(path)
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
@@ -71,7 +79,16 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
-    """Write a uint8 array as a raw IDX file (gzip-compressed if the name ends in ``.gz``)."""
+    """Write a uint8 array as a raw IDX file (gzip-compressed if the name ends in ``.gz``).
+
+    Returns the path written; :func:`read_idx` reads it back.
+
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> path = write_idx(os.path.join(folder, "a-idx1-ubyte"), np.array([7, 9], np.uint8))
+    >>> path.read_bytes().hex(" ")  # magic 00 00 08 01, size 2, then the data
+    '00 00 08 01 00 00 00 02 07 09'
+    """
     array = np.ascontiguousarray(array)
     if array.dtype != np.uint8 or array.ndim == 0:
         raise BackflipValueError(

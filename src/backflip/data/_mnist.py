@@ -82,6 +82,14 @@ def extract_archive(archive: str | os.PathLike[str], out: str | os.PathLike[str]
     Only members whose file name is an MNIST IDX name are read; paths inside the
     archive are ignored (no member is written outside ``out``). Returns the
     extracted files by canonical name.
+
+    >>> import os, tempfile, zipfile
+    >>> folder = tempfile.mkdtemp(); archive = os.path.join(folder, "mnist.zip")
+    >>> with zipfile.ZipFile(archive, "w") as zf:
+    ...     zf.writestr("deep/train-labels-idx1-ubyte", bytes([0, 0, 8, 1, 0, 0, 0, 1, 7]))
+    ...     zf.writestr("README", "not an IDX file: skipped")
+    >>> {name: path.name for name, path in extract_archive(archive, folder + "/out").items()}
+    {'train-labels-idx1-ubyte': 'train-labels-idx1-ubyte'}
     """
     archive, out = Path(archive), Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -122,6 +122,14 @@ def fetch(name: str = "mnist", *, root: str | os.PathLike[str] | None = None,
     * ``composite-zero`` (needs only MNIST) and the moons: nothing to store.
 
     ``force`` fetches or rebuilds even when a valid copy is cached.
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> fetch("moons", root=root) == data_root(root)  # generated in memory: nothing to fetch
+    True
+    >>> fetch("mnits", root=root)
+    Traceback (most recent call last):
+    backflip._errors.BackflipValueError: unknown data set 'mnits'; ... Did you mean 'mnist'?
     """
     _check_name(name)
     _check_args(SPLITS[0], seed, None)
@@ -148,6 +156,9 @@ def info(name: str | None = None, *, root: str | os.PathLike[str] | None = None)
     Rows: ``{"dataset", "file", "size", "sha256", "verified", "pinned", "note"}``;
     ``verified`` is a fresh full hash check; ``pinned`` (MNIST only) says whether the
     file is the original MNIST file.
+
+    >>> info("moons")
+    [{'dataset': 'moons', 'file': None, 'note': 'generated in memory'}]
     """
     names = DATASETS if name is None else (_check_name(name),)
     rows: list[dict[str, Any]] = []

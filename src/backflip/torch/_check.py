@@ -28,7 +28,19 @@ _TOL = {
 
 
 class GradientCheckError(BackflipError, AssertionError):
-    """A :func:`check_gradient` check failed; ``.report`` holds the :class:`GradientReport`."""
+    """A :func:`check_gradient` check failed; ``.report`` holds the :class:`GradientReport`.
+
+    Also an :class:`AssertionError`. Here the identity's gradient ``dL/dx = dL/dy`` is
+    checked against the reversal rule ``dL/dx = -dL/dy``, and fails:
+
+    >>> def reversal(x, output, grad_output):
+    ...     return -grad_output
+    >>> try:
+    ...     check_gradient(lambda x: x * 1.0, torch.ones(2), reversal)
+    ... except AssertionError as err:
+    ...     print(type(err).__name__, err.report.failed_check)
+    GradientCheckError expected
+    """
 
     def __init__(self, report: GradientReport) -> None:
         super().__init__(report.message)
@@ -44,6 +56,13 @@ class GradientReport:
     ``"expected"`` (autograd's VJP differs from the rule) or ``"differs_from_default"``
     (the VJP equals the default one everywhere: the rule is not in effect).
     ``differs_from_default`` is ``None`` without ``default_fn``.
+
+    >>> report = check_gradient(lambda x: x * 2.0, torch.ones(3),  # dL/dx = 2 * dL/dy
+    ...                         lambda x, output, grad_output: 2.0 * grad_output)
+    >>> report.ok, report.failed_check, report.differs_from_default, report.max_abs_error
+    (True, None, None, 0.0)
+    >>> report.message
+    'check_gradient: all checks passed (max abs error 0).'
     """
 
     ok: bool
