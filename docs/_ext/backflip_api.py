@@ -2,8 +2,9 @@
 
 * every public module (``PUBLIC_MODULES``) has a page ``api/<module>.rst``;
 * every name in a public module's ``__all__`` has a docstring of its own (not one
-  inherited from ``object`` or a framework base class): a missing one is a warning, which
-  ``make docs`` (``-W``) turns into an error.
+  inherited from ``object`` or a framework base class), and every public function and
+  class a runnable ``>>>`` example in it (the doctests run them): a missing one is a
+  warning, which ``make docs`` (``-W``) turns into an error.
 """
 
 import importlib
@@ -42,8 +43,12 @@ def problems(srcdir: Path) -> list[str]:
         if not (module.__doc__ or "").strip():
             found.append(f"public module {name} has no docstring")
         for public in getattr(module, "__all__", []):
-            if not (_own_doc(name, public, getattr(module, public)) or "").strip():
+            obj = getattr(module, public)
+            doc = _own_doc(name, public, obj) or ""
+            if not doc.strip():
                 found.append(f"{name}.{public} has no docstring of its own")
+            elif (inspect.isclass(obj) or inspect.isfunction(obj)) and ">>>" not in doc:
+                found.append(f"{name}.{public} has no runnable >>> example in its docstring")
     return found
 
 
