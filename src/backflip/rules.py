@@ -107,11 +107,19 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[np.float64])(x)
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
+_K, _C = math.sqrt(2.0 / math.pi), 0.044715  # the tanh approximation's constants
+
+
+def _gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(_K * (x + _C * x**3)))
     return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
 
 
-def _gelu_grad(x: np.ndarray) -> np.ndarray:
+def _gelu_grad(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    if approximate == "tanh":
+        t = np.tanh(_K * (x + _C * x**3))
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _K * (1.0 + 3 * _C * x * x)
     cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
     pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
     return cdf + x * pdf
@@ -155,7 +163,7 @@ ACTIVATIONS: dict[str, Activation] = {
             lambda x, alpha=1.0: np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0.0))),
             {"alpha": 1.0},
         ),
-        Activation("gelu", _gelu, _gelu_grad),
+        Activation("gelu", _gelu, _gelu_grad, {"approximate": "none"}),
         Activation(
             "silu",
             lambda x: x * _sigmoid(x),

@@ -115,7 +115,7 @@ def test_parameter_errors():
         bfj.reverse_gradient(X, jnp.ones(2))
     with pytest.raises(BackflipTypeError, match="must be a real number or a 0-d tensor"):
         bfj.reverse_gradient(X, "0.5")
-    with pytest.raises(BackflipTypeError, match="floating-point 0-d array; got dtype bool"):
+    with pytest.raises(BackflipTypeError, match="floating-point 0-d array; got an array of dtype bool"):
         bfj.reverse_gradient(X, jnp.array(True))
     with pytest.raises(BackflipTypeError, match="needs a floating-point array; got dtype int"):
         bfj.reverse_gradient(jnp.arange(3), 1.0)

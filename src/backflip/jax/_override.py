@@ -65,7 +65,7 @@ from jax import lax
 from backflip._errors import BackflipTypeError, BackflipValueError
 from backflip._override_report import OverrideReport, rule_name, strict_error
 from backflip.jax import _rules
-from backflip.jax._rules import activation_with_rule
+from backflip.jax._ops import activation_with_rule
 from backflip.rules import check_rule, get_activation
 
 __all__ = ["OverrideReport", "override_gradients"]
