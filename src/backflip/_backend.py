@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from backflip import rules
-from backflip._activations import DERIVATIVES, EXTRA_PARAMS, check_params
+from backflip._activations import DERIVATIVES, EXTRA_PARAMS, FORWARDS, check_params
 from backflip._api import CORE_OPS
 from backflip._custom_contract import (
     check_decoratee,
@@ -44,9 +44,9 @@ from backflip._errors import BackflipTypeError
 from backflip._validate import check_clip_bounds, check_factor, check_lambd, check_max_norm
 
 __all__ = [
+    "NUMPY",
     "Backend",
     "CustomCall",
-    "NUMPY",
     "Namespace",
     "clip_backward",
     "clip_norm_backward",
@@ -91,14 +91,15 @@ def clip_backward(xp: Namespace, g: Any, lo: float | None, hi: float | None) -> 
 def clip_norm_backward(xp: Namespace, g: Any, max_norm: float) -> Any:
     """``dL/dx = g * min(1, max_norm / ||g||_2)``; a zero ``g`` stays zero.
 
-    The scale is computed without ``g * max_norm`` (which overflows for a large valid
-    ``max_norm``), and a ``max_norm`` beyond the dtype's range means no clipping.
+    Computed as ``(g / ||g||) * max_norm`` where clipping applies, in the norm's dtype:
+    never ``g * max_norm`` (which overflows for a large valid ``max_norm``, as
+    ``tf.clip_by_norm`` does) nor ``max_norm / ||g||`` (which underflows for a tiny
+    one); a ``max_norm`` beyond the dtype's range means no clipping.
     """
     norm = xp.norm(g)
-    one = xp.full(1.0, norm)
     limit = xp.full(max_norm, norm)  # inf where max_norm exceeds the dtype's range
-    scale = xp.where(norm > limit, limit / xp.where(norm > 0, norm, one), one)
-    return g * xp.cast(scale, g)
+    clipped = xp.cast(g, norm) / xp.where(norm > 0, norm, xp.full(1.0, norm)) * limit
+    return xp.where(norm > limit, xp.cast(clipped, g), g)
 
 
 def rule_backward(
@@ -217,9 +218,19 @@ class Backend:
         """The output of a :class:`CustomCall` with its rule attached."""
         raise NotImplementedError
 
-    def derivative(self, name: str, x: Any, params: dict) -> Any:
-        """``act'(x)`` from the shared table (:mod:`backflip._activations`)."""
-        return DERIVATIVES[name](self.xp, x, **params)
+    native: Mapping[str, Callable[..., Any]] = {}
+    """The framework's own forwards, ``name -> fn(x, **params)``, used where given."""
+
+    def forward(self, name: str, x: Any, params: dict) -> Any:
+        """``act(x)``: the framework's own function, or the shared formula."""
+        if name in self.native:
+            return self.native[name](x, **params)
+        return FORWARDS[name](self.xp, x, **params)
+
+    def backward(self, name: str, rule: Any, params: dict, x: Any, y: Any, g: Any) -> Any:
+        """``dL/dx`` of ``rule`` with ``act'`` from the shared table (:mod:`backflip._activations`)."""
+        return rule_backward(
+            self.xp, rule, lambda g: g * DERIVATIVES[name](self.xp, x, **params), x, y, g)
 
     # checks, once -------------------------------------------------------------------
     def check_input(self, x: Any, where: str) -> Any:

@@ -62,7 +62,7 @@ from backflip._override_patch import (
 )
 from backflip._override_report import OverrideReport, rule_name
 from backflip.rules import check_rule
-from backflip.tensorflow._rules import activation_with_rule
+from backflip.tensorflow._ops import activation_with_rule
 
 __all__ = ["OverrideReport", "override_gradients"]
 
