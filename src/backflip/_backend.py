@@ -187,6 +187,10 @@ class Backend:
     def ndim(self, t: Any) -> int | None:
         return len(t.shape)
 
+    def shape(self, t: Any) -> tuple:
+        """The (static) shape, for messages."""
+        return tuple(t.shape)
+
     def concrete(self, t: Any) -> float | None:
         """A tensor's value as a float, or ``None`` while it is symbolic (traced)."""
         return float(t)
@@ -265,7 +269,7 @@ class Backend:
         if self.ndim(t) not in (0, None):
             raise BackflipTypeError(
                 f"`{name}` of {where} must be a 0-d {self.word}; got shape "
-                f"{tuple(t.shape)}. Pass one number per call."
+                f"{self.shape(t)}. Pass one number per call."
             )
         number = self.concrete(t)
         if number is not None:

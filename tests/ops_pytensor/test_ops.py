@@ -132,7 +132,7 @@ def test_parameter_errors():
     x = pt.vector("x")
     with pytest.raises(BackflipValueError, match="`factor` of scale_gradient must be finite"):
         bfp.scale_gradient(x, float("inf"))
-    with pytest.raises(BackflipTypeError, match="must be a 0-d tensor; got 1 dimensions"):
+    with pytest.raises(BackflipTypeError, match=r"must be a 0-d tensor; got shape \(None,\)"):
         bfp.reverse_gradient(x, pt.vector("lambd"))
     with pytest.raises(BackflipTypeError, match="floating-point 0-d tensor; got a tensor of dtype"):
         bfp.reverse_gradient(x, pt.iscalar("lambd"))

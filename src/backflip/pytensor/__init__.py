@@ -17,14 +17,16 @@ from backflip._optional import require as _require
 _require("pytensor", purpose="backflip.pytensor")
 
 from backflip.pytensor._ops import (
+    activation_with_rule,
     clip_gradient,
     clip_gradient_norm,
     custom_gradient,
+    deconvnet_relu,
+    guided_relu,
     reverse_gradient,
     scale_gradient,
 )
 from backflip.pytensor._override import OverrideReport, override_gradients
-from backflip.pytensor._rules import activation_with_rule, deconvnet_relu, guided_relu
 
 __all__ = [
     "OverrideReport",

@@ -56,7 +56,7 @@ from pytensor.tensor.exceptions import NotScalarConstantError
 
 from backflip._errors import BackflipTypeError, BackflipValueError
 from backflip._override_report import OverrideReport, rule_name, strict_error
-from backflip.pytensor._rules import activation_with_rule
+from backflip.pytensor._ops import activation_with_rule
 from backflip.rules import check_rule, get_activation
 
 __all__ = ["OverrideReport", "override_gradients"]
