@@ -51,6 +51,7 @@ __all__ = [
     "clip_backward",
     "clip_norm_backward",
     "export",
+    "representable",
     "rule_backward",
 ]
 
@@ -74,6 +75,18 @@ NUMPY = Namespace(
     cast=lambda t, like: np.asarray(t).astype(np.asarray(like).dtype),
 )
 """The :class:`Namespace` of NumPy: the shared maths evaluated as a reference check."""
+
+
+def representable(value: float, dtype: str) -> Any:
+    """``value`` in ``dtype`` (inf beyond its range, without NumPy's overflow warning).
+
+    >>> representable(1e300, "float32"), representable(0.1, "float64")
+    (np.float32(inf), np.float64(0.1))
+    """
+    if dtype not in ("float16", "float32", "float64"):
+        return value  # bfloat16 and the like: the framework converts
+    with np.errstate(over="ignore"):
+        return np.asarray(value, np.float64).astype(dtype)[()]
 
 
 # --- the backward maths, once (NumPy references: backflip.rules) ----------------------
@@ -222,6 +235,18 @@ class Backend:
         """The output of a :class:`CustomCall` with its rule attached."""
         raise NotImplementedError
 
+    def wrap_custom(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        """``custom_gradient(fn)``: each call becomes a :class:`CustomCall` for :meth:`custom`."""
+
+        @wraps(fn, name)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = CustomCall(fn, name, args, kwargs, self.is_tensor)
+            if not call.arrays:  # nothing to differentiate
+                return split_output(fn(*args, **kwargs), name)[0]
+            return self.custom(call)
+
+        return wrapper
+
     native: Mapping[str, Callable[..., Any]] = {}
     """The framework's own forwards, ``name -> fn(x, **params)``, used where given."""
 
@@ -353,16 +378,7 @@ def export(backend: Backend, module: str, notes: Mapping[str, str]) -> SimpleNam
         return b.identity_vjp(x, clip_norm_backward, max_norm)
 
     def custom_gradient(fn: Callable[..., tuple[Any, Callable[..., Any]]]) -> Callable[..., Any]:
-        name = check_decoratee(fn)
-
-        @wraps(fn, name)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            call = CustomCall(fn, name, args, kwargs, b.is_tensor)
-            if not call.arrays:  # nothing to differentiate
-                return split_output(fn(*args, **kwargs), name)[0]
-            return b.custom(call)
-
-        return wrapper
+        return b.wrap_custom(fn, check_decoratee(fn))
 
     def activation_with_rule(x: Any, activation: str = "relu", rule: Any = "guided",
                              **params: Any) -> Any:

@@ -22,7 +22,7 @@ keras = require_backend("keras")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CHILD_FILES = ("test_conformance.py", "test_ops.py", "test_layers.py")
+CHILD_FILES = ("test_conformance.py", "test_ops.py", "test_layers.py", "test_properties.py")
 
 
 def _env(backend):

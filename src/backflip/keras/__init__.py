@@ -22,14 +22,16 @@ _require("keras", purpose="backflip.keras")
 from backflip.keras._callbacks import DANNLambdaScheduler
 from backflip.keras._layers import GradientClip, GradientReversal, GradientScale
 from backflip.keras._ops import (
+    activation_with_rule,
     clip_gradient,
     clip_gradient_norm,
     custom_gradient,
+    deconvnet_relu,
+    guided_relu,
     reverse_gradient,
     scale_gradient,
 )
 from backflip.keras._override import OverrideReport, override_gradients
-from backflip.keras._rules import activation_with_rule, deconvnet_relu, guided_relu
 
 __all__ = [
     "DANNLambdaScheduler",

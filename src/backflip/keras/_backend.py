@@ -17,18 +17,21 @@ and in forward mode too.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import keras
 from keras import ops
 
+from backflip._backend import Backend, Namespace, representable
+from backflip._custom_contract import wraps
 from backflip._errors import BackflipError, BackflipTypeError
-from backflip._validate import check_lambd
 
 __all__ = [
-    "as_param",
-    "check_input",
+    "KERAS",
+    "XP",
     "concrete",
     "custom_vjp",
     "forward_identity",
@@ -137,50 +140,106 @@ def concrete(value: Any) -> float | None:
     return float(value)
 
 
-def check_input(x: Any, where: str) -> Any:
-    """``x`` as a floating-point tensor of the current backend."""
-    if isinstance(x, keras.KerasTensor):
-        raise BackflipTypeError(
-            f"{where} got a symbolic keras.Input tensor; the functional ops take real "
-            "tensors. In a functional model use the layers: GradientReversal, "
-            "GradientScale or GradientClip."
-        )
-    x = ops.convert_to_tensor(x)
-    dtype = keras.backend.standardize_dtype(x.dtype)
-    if "float" not in dtype:
-        raise BackflipTypeError(
-            f"{where} needs a floating-point tensor; got dtype {dtype}. Integer and bool "
-            "tensors have no gradient: cast first, e.g. keras.ops.cast(x, 'float32')."
-        )
-    return x
+def _full(value: float, like: Any) -> Any:
+    """A 0-d tensor of ``like``'s dtype holding ``value`` exactly.
 
-
-def as_param(
-    value: Any,
-    dtype: str,
-    name: str,
-    where: str,
-    check: Callable[[object, str], float] = check_lambd,
-) -> Any:
-    """A 0-d tensor of ``dtype`` holding ``value`` (a number, a 0-d tensor or a Keras variable).
-
-    Numbers and concrete tensors are checked by ``check`` (``check_lambd`` or
-    ``check_factor``); a symbolic tensor only by dtype and shape.
+    Not ``ops.cast(value, dtype)``: that converts a Python float to float32 first on
+    the TensorFlow and torch backends, so a float64 clip bound 0.1 became
+    0.10000000149 there.
     """
-    if hasattr(value, "dtype") and not isinstance(value, float | int):
-        vdtype = keras.backend.standardize_dtype(value.dtype)
-        if "float" not in vdtype:
+    return ops.convert_to_tensor(
+        representable(value, keras.backend.standardize_dtype(like.dtype)), dtype=like.dtype)
+
+
+# Not ops.maximum / ops.minimum: under the torch backend (Keras 3.15) they return
+# float32 for two float64 tensors (keras' result_type misreads torch dtypes), so a
+# float64 gradient came back rounded. ops.where keeps the dtype (and a NaN in ``a``).
+XP = Namespace(
+    maximum=lambda a, b: ops.where(a < b, b, a), minimum=lambda a, b: ops.where(a > b, b, a),
+    where=ops.where, exp=ops.exp,
+    expm1=ops.expm1, tanh=ops.tanh, erf=ops.erf, sigmoid=ops.sigmoid,
+    softplus=ops.softplus, norm=lambda g: ops.sqrt(ops.sum(ops.square(g))), full=_full,
+    cast=lambda t, like: ops.cast(t, like.dtype),
+)
+"""``keras.ops`` for the shared maths."""
+
+
+class KerasBackend(Backend):
+    name = "keras"
+    cast_hint = "cast first, e.g. keras.ops.cast(x, 'float32')"
+    param_hint = "Pass e.g. 0.5 or a float32 keras.Variable"
+    xp = XP
+    native = MappingProxyType({"relu": ops.relu})
+
+    def check_input(self, x: Any, where: str) -> Any:
+        if isinstance(x, keras.KerasTensor):
             raise BackflipTypeError(
-                f"`{name}` of {where} must be a float or a floating-point 0-d tensor; got "
-                f"a tensor of dtype {vdtype}. Pass e.g. 0.5 or a float32 keras.Variable."
+                f"{where} got a symbolic keras.Input tensor; the functional ops take real "
+                "tensors. In a functional model use the layers: GradientReversal, "
+                "GradientScale or GradientClip."
             )
-        if tuple(value.shape) != ():
-            raise BackflipTypeError(
-                f"`{name}` of {where} must be a 0-d tensor; got shape {tuple(value.shape)}. "
-                "Pass one number per call."
-            )
-        number = concrete(value)
-        if number is not None:
-            check(number, where)
-        return ops.cast(ops.convert_to_tensor(value), dtype)
-    return ops.convert_to_tensor(check(value, where), dtype=dtype)
+        require_gradients(where)
+        return super().check_input(x, where)
+
+    def to_tensor(self, x: Any) -> Any:
+        return ops.convert_to_tensor(x)
+
+    def dtype(self, x: Any) -> str:
+        return keras.backend.standardize_dtype(x.dtype)
+
+    def concrete(self, t: Any) -> float | None:
+        return concrete(t)
+
+    def cast(self, t: Any, dtype: str) -> Any:
+        return ops.cast(ops.convert_to_tensor(t), dtype)
+
+    def constant(self, value: float, dtype: str) -> Any:
+        return ops.convert_to_tensor(representable(value, dtype), dtype=dtype)
+
+    def times(self, x: Any, factor: Any) -> Any:
+        return times_in_backward(x, factor, "a gradient op")
+
+    def identity_vjp(self, x: Any, backward: Any, *static: Any) -> Any:
+        def fn(x):
+            return forward_identity(x), lambda g: backward(XP, g, *static)
+
+        return custom_vjp(fn, backward.__name__)(x)
+
+    def activation(self, x: Any, name: str, rule: Any, params: tuple) -> Any:
+        kw = dict(params)
+
+        def fn(x):
+            y = self.forward(name, x, kw)
+            return y, lambda g: self.backward(name, rule, kw, x, y, g)
+
+        return custom_vjp(fn, "activation_with_rule")(x)
+
+    def wrap_custom(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        """The Keras backend's own backflip ``custom_gradient``, with variables unwrapped."""
+        native = _native_custom_gradient()
+        op = native(fn) if native is not None else None
+
+        @wraps(fn, name)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if op is None:
+                require_gradients(f"custom_gradient function {name}")
+            args = tuple(_unwrap(a) for a in args)
+            return op(*args, **{k: _unwrap(v) for k, v in kwargs.items()})
+
+        return wrapper
+
+
+@functools.cache
+def _native_custom_gradient() -> Callable[..., Any] | None:
+    """The custom_gradient of the backflip adapter for the Keras backend (None: no gradients)."""
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax", "torch"):
+        return None
+    return importlib.import_module(f"backflip.{backend}").custom_gradient
+
+
+def _unwrap(a: Any) -> Any:
+    return a.value if isinstance(a, keras.Variable) else a
+
+
+KERAS = KerasBackend()

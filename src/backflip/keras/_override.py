@@ -76,7 +76,7 @@ from backflip._override_patch import (
 )
 from backflip._override_report import OverrideReport, rule_name
 from backflip.keras._backend import require_gradients
-from backflip.keras._rules import activation_with_rule
+from backflip.keras._ops import activation_with_rule
 from backflip.rules import check_rule
 
 __all__ = ["OverrideReport", "override_gradients"]

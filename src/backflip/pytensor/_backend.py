@@ -23,14 +23,13 @@ from pytensor.gradient import disconnected_type, grad
 from pytensor.graph.basic import Variable
 from pytensor.tensor.variable import TensorConstant, TensorVariable
 
-from backflip._backend import Backend, CustomCall, Namespace, rule_backward
+from backflip._backend import Backend, CustomCall, Namespace, representable, rule_backward
 
 __all__ = ["PYTENSOR", "XP"]
 
 
 def _full(value: float, like: Any) -> TensorVariable:
-    with np.errstate(over="ignore"):  # a bound beyond the dtype's range is inf
-        return pt.constant(np.asarray(value, np.float64).astype(like.dtype))
+    return pt.constant(representable(value, like.dtype))  # inf beyond the dtype's range
 
 
 XP = Namespace(
