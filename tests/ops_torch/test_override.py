@@ -274,7 +274,7 @@ def test_torch_compile_gives_the_rule_not_the_default(helpers, seeded):
 
 
 def test_compiled_activation_with_rule():
-    from backflip.torch._rules import guided_relu
+    from backflip.torch import guided_relu
 
     fn = torch.compile(lambda x: guided_relu(x * 2.0), backend="aot_eager")
     x = torch.tensor([1.0, 1.0, -1.0], requires_grad=True)

@@ -11,7 +11,7 @@ torch = require_backend("torch")
 
 from backflip._errors import BackflipTypeError, BackflipValueError  # noqa: E402
 from backflip.rules import ACTIVATIONS, RULES, apply_rule  # noqa: E402
-from backflip.torch._rules import (  # noqa: E402
+from backflip.torch import (  # noqa: E402
     activation_with_rule,
     deconvnet_relu,
     guided_relu,

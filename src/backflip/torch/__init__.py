@@ -8,11 +8,18 @@ from backflip._optional import require as _require
 _require("torch", purpose="backflip.torch")
 
 from backflip.torch._check import GradientCheckError, GradientReport, check_gradient
-from backflip.torch._custom import custom_gradient
 from backflip.torch._modules import GradientClip, GradientReversal, GradientScale
-from backflip.torch._ops import clip_gradient, clip_gradient_norm, reverse_gradient, scale_gradient
+from backflip.torch._ops import (
+    activation_with_rule,
+    clip_gradient,
+    clip_gradient_norm,
+    custom_gradient,
+    deconvnet_relu,
+    guided_relu,
+    reverse_gradient,
+    scale_gradient,
+)
 from backflip.torch._override import OverrideReport, override_gradients
-from backflip.torch._rules import activation_with_rule, deconvnet_relu, guided_relu
 
 __all__ = [
     "GradientCheckError",

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from backflip._validate import check_clip_bounds, check_factor, check_lambd, check_progress
-from backflip.torch._ops import _apply_scale, clip_gradient
+from backflip.torch._backend import _apply_scale
+from backflip.torch._ops import clip_gradient
 
 __all__ = ["GradientClip", "GradientReversal", "GradientScale"]
 

@@ -1,217 +1,108 @@
-"""Identity-forward gradient ops: reverse, scale, clip, clip by norm.
+"""backflip's eight functions for PyTorch (the reference), from the shared layer.
 
-Each op is a :class:`torch.autograd.Function` whose forward is ``y = x`` returned as a
-view sharing ``x``'s storage (no copy, nothing saved for backward) and whose backward
-applies one rule of :mod:`backflip.rules` to the upstream gradient ``g = dL/dy``:
-
-=======================  ==============================================
-op                       backward ``dL/dx``
-=======================  ==============================================
-``reverse_gradient``     ``-lambd * g``  (Ganin & Lempitsky 2015)
-``scale_gradient``       ``factor * g``
-``clip_gradient``        ``clamp(g, min, max)`` elementwise
-``clip_gradient_norm``   ``g * min(1, max_norm / ||g||_2)`` (whole tensor)
-=======================  ==============================================
-
-The backward is built from differentiable tensor ops, so a second derivative applies the
-rule again (through a reversal it picks up ``lambd**2``). The ops implement
-``setup_context`` and ``generate_vmap_rule = True``, so :func:`torch.func.grad`,
-:func:`torch.func.vmap` and :func:`torch.compile` work. Under ``vmap``,
-``clip_gradient_norm`` takes the norm per sample.
-
-``lambd`` / ``factor`` may be a Python number or a 0-d tensor. Under ``torch.compile`` a
-Python number is first a constant of the compiled graph; a second value recompiles once
-with a symbolic float (dynamo's automatic dynamic), checked by comparisons that become guards.
-A 0-d tensor is a graph input, so changing its value in place never recompiles: prefer
-it (or the modules) in compiled training loops. A tensor value is
-validated eagerly (one host sync); while compiling the check is skipped so that the graph
-does not break: the modules (:class:`~backflip.torch.GradientReversal`) validate in their
-setters instead.
+The primitives are in :mod:`backflip.torch._backend`; what is the framework's own
+is said in each docstring after the shared text (:mod:`backflip._backend`).
 """
 
-from __future__ import annotations
+from backflip._backend import export
+from backflip.torch._backend import TORCH
 
-import torch
+__all__ = [
+    "activation_with_rule",
+    "clip_gradient",
+    "clip_gradient_norm",
+    "custom_gradient",
+    "deconvnet_relu",
+    "guided_relu",
+    "reverse_gradient",
+    "scale_gradient",
+]
 
-from backflip._errors import BackflipTypeError, BackflipValueError
-from backflip._validate import check_clip_bounds, check_factor, check_lambd, check_max_norm
+_NOTES = {
+    "reverse_gradient": """
+        See :mod:`backflip.torch._backend` for ``torch.compile`` behaviour: a 0-d tensor λ is
+        a graph input (changing it in place never recompiles); a Python number is a
+        constant that recompiles once into a symbolic float.
 
-__all__ = ["clip_gradient", "clip_gradient_norm", "reverse_gradient", "scale_gradient"]
+        >>> import torch
+        >>> x = torch.tensor([1.0, 2.0], requires_grad=True)
+        >>> reverse_gradient(x, lambd=0.5).sum().backward()
+        >>> x.grad
+        tensor([-0.5000, -0.5000])
+        """,
+    "scale_gradient": """
+        >>> import torch
+        >>> x = torch.tensor([3.0], requires_grad=True)
+        >>> (6 * scale_gradient(x, 0.5)).pow(2).sum().backward()
+        >>> x.grad
+        tensor([108.])
+        """,
+    "clip_gradient": """
+        As ``tf.clip_by_value`` applied to the upstream gradient. Under AMP's ``GradScaler``
+        the clip sees the *scaled* gradient.
 
-Number = float | int | torch.Tensor
+        >>> import torch
+        >>> x = torch.tensor([2.0], requires_grad=True)
+        >>> clip_gradient(x, -0.1, 0.1).sum().backward()
+        >>> x.grad
+        tensor([0.1000])
+        """,
+    "clip_gradient_norm": """
+        >>> import torch
+        >>> x = torch.zeros(2, requires_grad=True)
+        >>> (clip_gradient_norm(x, 1.0) * torch.tensor([3.0, 4.0])).sum().backward()
+        >>> x.grad
+        tensor([0.6000, 0.8000])
+        """,
+    "custom_gradient": """
+        Here ``y`` is one tensor; a gradient must have its argument's shape (else
+        :class:`~backflip.BackflipValueError`). The backward may use tensor ops, which makes
+        it differentiable again. It works under ``torch.func.grad``/``vmap`` and
+        ``torch.compile(fullgraph=True)``, keyword calls included.
 
+        >>> import torch
+        >>> @custom_gradient
+        ... def cube(x):
+        ...     return x**3, lambda g: g * x  # deliberately not the derivative 3x²
+        >>> x = torch.tensor([2.0], requires_grad=True)
+        >>> cube(x).sum().backward()
+        >>> x.grad
+        tensor([2.])
+        """,
+    "activation_with_rule": """
+        The forward is PyTorch's own (``torch.relu``, ``F.gelu``, ...); ``softplus`` also
+        takes PyTorch's ``threshold=20.0``. Works under ``torch.func.vmap`` and
+        ``torch.compile``.
 
-def _check_input(x: object, where: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise BackflipTypeError(
-            f"{where} expects a torch.Tensor; got {type(x).__name__}. "
-            "Convert it with torch.as_tensor(x, dtype=torch.float32)."
-        )
-    if not (x.is_floating_point() or x.is_complex()):
-        raise BackflipTypeError(
-            f"{where} needs a floating-point tensor; got dtype {x.dtype}, which carries no "
-            "gradient. Cast it first, e.g. x.float()."
-        )
+        >>> import torch
+        >>> x = torch.tensor([1.0, 1.0, -1.0], requires_grad=True)
+        >>> y = activation_with_rule(x, "relu", "guided")
+        >>> y.backward(torch.tensor([2.0, -2.0, 2.0]))
+        >>> x.grad
+        tensor([2., 0., 0.])
+        """,
+    "guided_relu": """
+        >>> import torch
+        >>> x = torch.tensor([1.0, -1.0], requires_grad=True)
+        >>> guided_relu(x).backward(torch.tensor([-1.0, 1.0])); x.grad
+        tensor([0., 0.])
+        """,
+    "deconvnet_relu": """
+        >>> import torch
+        >>> x = torch.tensor([1.0, -1.0], requires_grad=True)
+        >>> deconvnet_relu(x).backward(torch.tensor([-1.0, 1.0])); x.grad
+        tensor([0., 1.])
+        """,
+}
 
+_ops = export(TORCH, __name__, _NOTES)
+reverse_gradient = _ops.reverse_gradient
+scale_gradient = _ops.scale_gradient
+clip_gradient = _ops.clip_gradient
+clip_gradient_norm = _ops.clip_gradient_norm
+custom_gradient = _ops.custom_gradient
+activation_with_rule = _ops.activation_with_rule
+guided_relu = _ops.guided_relu
+deconvnet_relu = _ops.deconvnet_relu
 
-def _check_scalar(value: object, check, where: str) -> None:
-    """Validate a number or 0-d tensor; skipped for tensors while compiling (no graph break)."""
-    if isinstance(value, torch.Tensor):
-        if value.dim() != 0:
-            raise BackflipTypeError(
-                f"{where} takes a Python number or a 0-d tensor; got a tensor of shape "
-                f"{tuple(value.shape)}. Pass e.g. torch.tensor(0.5)."
-            )
-        if torch.compiler.is_compiling():
-            return
-        value = value.item()
-    elif torch.compiler.is_compiling():
-        # maybe a symbolic float (dynamo's automatic dynamic): math.isfinite would break
-        # the graph; these comparisons become guards, so a bad value is caught on retrace.
-        if not _plausible(value, check):
-            raise BackflipValueError(
-                f"{where} got an invalid value while compiling (NaN, inf, or a negative "
-                "lambd); call it eagerly to see the value, or use a module's setter."
-            )
-        return
-    check(value, where)
-
-
-def _plausible(value: float, check) -> bool:
-    """Finite (and >= 0 for lambd) by comparisons that dynamo can trace as guards."""
-    finite = value - value == 0  # False for nan and +-inf
-    return bool(finite and (check is not check_lambd or value >= 0))
-
-
-def _as_factor(value: Number, g: torch.Tensor, negate: bool) -> torch.Tensor | float:
-    # Negate the scalar, not the gradient: one pass over g instead of two.
-    if isinstance(value, torch.Tensor):
-        value = value.to(dtype=g.dtype)
-    return -value if negate else value
-
-
-class _Scale(torch.autograd.Function):
-    """``y = x``; ``dL/dx = factor * g`` (reverse is ``factor = -lambd``)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: torch.Tensor, factor: Number, negate: bool) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _, ctx.factor, ctx.negate = inputs
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        return g * _as_factor(ctx.factor, g, ctx.negate), None, None
-
-
-class _Clip(torch.autograd.Function):
-    """``y = x``; ``dL/dx = clamp(g, min, max)``."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: torch.Tensor, lo: float | None, hi: float | None) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _, ctx.lo, ctx.hi = inputs
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        return g.clamp(ctx.lo, ctx.hi), None, None
-
-
-class _ClipNorm(torch.autograd.Function):
-    """``y = x``; ``dL/dx = g * min(1, max_norm / ||g||_2)``."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: torch.Tensor, max_norm: float) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.max_norm = inputs[1]
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        acc = torch.promote_types(g.dtype, torch.float32)  # half types: accumulate in float32
-        norm = torch.linalg.vector_norm(g, dtype=acc)
-        # norm == 0 gives inf, clamped to 1: a zero gradient stays zero.
-        scale = (ctx.max_norm / norm).clamp(max=1.0)
-        return g * scale.to(g.dtype), None
-
-
-def _apply_scale(x: torch.Tensor, factor: torch.Tensor, negate: bool, where: str) -> torch.Tensor:
-    """The op for a buffer that its module's setter has validated: no host sync per call."""
-    _check_input(x, where)
-    return _Scale.apply(x, factor, negate)
-
-
-def reverse_gradient(x: torch.Tensor, lambd: float | torch.Tensor = 1.0) -> torch.Tensor:
-    """Gradient reversal: ``y = x`` forward, ``dL/dx = -lambd * dL/dy`` backward.
-
-    The gradient reversal layer of Ganin & Lempitsky (2015), "Unsupervised Domain
-    Adaptation by Backpropagation". ``lambd`` (finite, ``>= 0``) is a number or a 0-d
-    tensor; see the module docstring for compile behaviour and double backward.
-
-    >>> x = torch.tensor([1.0, 2.0], requires_grad=True)
-    >>> reverse_gradient(x, lambd=0.5).sum().backward()
-    >>> x.grad
-    tensor([-0.5000, -0.5000])
-    """
-    _check_input(x, "reverse_gradient")
-    _check_scalar(lambd, check_lambd, "reverse_gradient")
-    return _Scale.apply(x, lambd, True)
-
-
-def scale_gradient(x: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
-    """Gradient scaling: ``y = x`` forward, ``dL/dx = factor * dL/dy`` backward (finite factor).
-
-    >>> x = torch.tensor([3.0], requires_grad=True)
-    >>> (6 * scale_gradient(x, 0.5)).pow(2).sum().backward()
-    >>> x.grad
-    tensor([108.])
-    """
-    _check_input(x, "scale_gradient")
-    _check_scalar(factor, check_factor, "scale_gradient")
-    return _Scale.apply(x, factor, False)
-
-
-def clip_gradient(
-    x: torch.Tensor, min: float | None = None, max: float | None = None
-) -> torch.Tensor:
-    """Gradient clipping: ``y = x`` forward, ``dL/dx = clamp(dL/dy, min, max)`` backward.
-
-    As ``tf.clip_by_value`` applied to the upstream gradient. Under AMP's ``GradScaler``
-    the clip sees the *scaled* gradient.
-
-    >>> x = torch.tensor([2.0], requires_grad=True)
-    >>> clip_gradient(x, -0.1, 0.1).sum().backward()
-    >>> x.grad
-    tensor([0.1000])
-    """
-    _check_input(x, "clip_gradient")
-    lo, hi = check_clip_bounds(min, max, "clip_gradient")
-    return _Clip.apply(x, lo, hi)
-
-
-def clip_gradient_norm(x: torch.Tensor, max_norm: float) -> torch.Tensor:
-    """Gradient norm clipping: ``y = x``, ``dL/dx = g * min(1, max_norm / ||g||_2)``.
-
-    The L2 norm is taken over the whole tensor (per sample under ``torch.func.vmap``).
-
-    >>> x = torch.zeros(2, requires_grad=True)
-    >>> (clip_gradient_norm(x, 1.0) * torch.tensor([3.0, 4.0])).sum().backward()
-    >>> x.grad
-    tensor([0.6000, 0.8000])
-    """
-    _check_input(x, "clip_gradient_norm")
-    value = check_max_norm(max_norm, "clip_gradient_norm")
-    return _ClipNorm.apply(x, value)
+__test__ = {name: getattr(_ops, name).__doc__ for name in __all__}

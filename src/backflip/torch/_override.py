@@ -43,7 +43,8 @@ from torch.overrides import TorchFunctionMode
 from backflip._errors import BackflipTypeError, BackflipValueError
 from backflip._override_report import OverrideReport, rule_name, strict_error
 from backflip.rules import check_rule
-from backflip.torch._rules import Rule, activation_with_rule
+from backflip.torch._ops import activation_with_rule
+from backflip.torch._rules import Rule
 
 __all__ = ["OverrideReport", "override_gradients"]
 
