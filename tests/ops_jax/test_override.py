@@ -14,6 +14,7 @@ jax = require_backend("jax")
 import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
 
+import backflip  # noqa: E402
 import backflip.jax as bfj  # noqa: E402
 import backflip.jax._override as override_mod  # noqa: E402
 from backflip._errors import BackflipTypeError, BackflipValueError  # noqa: E402
@@ -98,28 +99,45 @@ def test_silent_no_op_is_impossible():
     assert (empty.seen, empty.complete, empty.forwards) == (0, False, 1)
 
 
-def test_verify_catches_an_override_that_does_nothing(monkeypatch):
-    def no_rule(x, activation, rule, **params):
-        return override_mod._PLAIN[activation](x, **params)  # the silent failure
+def double(x, y, g):
+    return 2.0 * g
 
-    monkeypatch.setattr(override_mod, "activation_with_rule", no_rule)
-    new, report = override_gradients(loss, "guided")
+
+LIE = {"vanilla": "guided", "guided": "deconvnet", "deconvnet": "vanilla", double: "vanilla"}
+
+
+@pytest.mark.parametrize("rule", list(LIE), ids=["vanilla", "guided", "deconvnet", "user"])
+def test_verify_catches_an_override_that_applies_another_rule(monkeypatch, rule):
+    real = override_mod.activation_with_rule
+
+    def lying(x, activation, rule, **params):
+        return real(x, activation, LIE[rule], **params)  # counted, but the wrong backward
+
+    monkeypatch.setattr(override_mod, "activation_with_rule", lying)
+    new, report = override_gradients(loss, rule)
     jax.grad(new, argnums=1)(PARAMS32, X)
     assert report.complete  # the counts alone cannot tell
-    with pytest.raises(BackflipValueError, match=r"relu under the rule 'guided': check 'expected'"):
+    name = "double" if callable(rule) else rule
+    with pytest.raises(
+        backflip.OverrideCheckError,
+        match=rf"^report\.verify\(\): relu at jax\.nn\.relu at test_override\.py:\d+, "
+        rf"jax\.nn\.relu at test_override\.py:\d+ does not follow the rule '{name}': JAX's "
+        r"dL/dx differs from the NumPy reference by up to [\d.e+-]+ \(at x=",
+    ):
         report.verify()
-    bare = OverrideReport(rule="deconvnet", _rule="deconvnet", _verify_one=override_mod._verify_one)
-    bare.seen, bare.activations[("silu", ())] = 1, 1
-    with pytest.raises(BackflipValueError, match="check 'expected' failed: for cotangent 0"):
+    bare = OverrideReport(rule=name, _rule=rule, _checks=(override_mod._CHECKER,))
+    bare.seen = 1
+    bare._record("jax.nn.silu", "silu", {})
+    with pytest.raises(backflip.OverrideCheckError, match=r"silu at jax\.nn\.silu does not follow"):
         bare.verify()
 
 
-def test_verify_differs_from_default_check(monkeypatch):
-    # if JAX's own relu already had the guided backward, the rule could not be told apart
-    monkeypatch.setitem(override_mod._PLAIN, "relu", bfj.guided_relu)
-    with pytest.raises(BackflipValueError, match="check 'differs_from_default' failed: its VJP"):
-        override_mod._verify_one("relu", {}, "guided")
-    override_mod._verify_one("relu", {}, lambda x, y, g: g * (x > 0) * (g > 0))  # user rule: no
+def test_verify_covers_the_tanh_gelu():
+    new, report = override_gradients(lambda x: jnp.sum(jax.nn.gelu(x)), "guided")
+    jax.grad(new)(X)
+    assert report.activations == {("gelu", (("approximate", True),)): 1}
+    report.verify()
+    report.verify(double)
 
 
 def _vjp(f, x, g):

@@ -10,6 +10,7 @@ from backflip._testing import require_backend
 tf = require_backend("tensorflow")
 keras = require_backend("keras")
 
+import backflip  # noqa: E402
 import backflip._override_patch as patch_mod  # noqa: E402
 import backflip.tensorflow._override as override_mod  # noqa: E402
 from backflip import BackflipTypeError, BackflipValueError  # noqa: E402
@@ -342,6 +343,35 @@ def test_user_rule_and_verify():
     assert report.rule == "halve"
     report.verify()
     report.verify("deconvnet")
+
+
+def double(x, y, g):
+    return 2.0 * g
+
+
+LIE = {"vanilla": "guided", "guided": "deconvnet", "deconvnet": "vanilla", double: "vanilla"}
+
+
+@pytest.mark.parametrize("rule", list(LIE), ids=["vanilla", "guided", "deconvnet", "user"])
+def test_verify_catches_an_override_that_applies_another_rule(monkeypatch, rule):
+    real = override_mod.activation_with_rule
+
+    def lying(x, activation, rule, **params):
+        return real(x, activation, LIE[rule], **params)  # the wrong backward
+
+    monkeypatch.setattr(override_mod, "activation_with_rule", lying)
+    f = tf.function(body)
+    with override_gradients(f, rule) as report:
+        grad(f)
+    assert report.complete  # the counts alone cannot tell
+    name = "double" if callable(rule) else rule
+    with pytest.raises(
+        backflip.OverrideCheckError,
+        match=r"^report\.verify\(\): relu at tf\.nn\.relu in tf\.function 'body' does not "
+        rf"follow the rule '{name}': TensorFlow's dL/dx differs from the NumPy reference "
+        r"by up to [\d.e+-]+ \(at x=",
+    ):
+        report.verify()
 
 
 def test_docstring_example():
