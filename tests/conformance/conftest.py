@@ -26,6 +26,7 @@ import contextlib
 import numpy as np
 import pytest
 
+from backflip import BackflipTypeError
 from backflip._testing import require_backend
 from backflip.conformance import MLP_WEIGHTS
 
@@ -37,12 +38,14 @@ class Driver:
 
     ``bf`` is the adapter module. ``absent_grad_is_none``: an argument that gets no
     gradient comes back as None (torch, TensorFlow), else as zeros (JAX, PyTensor).
+    ``compile_errors``: what a BackflipTypeError raised while compiling comes out as.
     Custom-gradient values are float32 (PyTensor: its floatX, float64 by default).
     """
 
     name: str
     bf = None
     absent_grad_is_none: bool
+    compile_errors: tuple[type[Exception], ...] = (BackflipTypeError,)
 
     def context(self, case):
         """Entered around a conformance case (JAX: float64 on for the float64 cases)."""
@@ -86,6 +89,9 @@ def _np(t):
 
 class Torch(Driver):
     name, absent_grad_is_none = "torch", True
+    # fullgraph=True: Dynamo wraps the error in its Unsupported, a RuntimeError whose text
+    # carries ours (or, in a later torch, lets it through)
+    compile_errors = (BackflipTypeError, RuntimeError)
 
     def __init__(self):
         self.torch = require_backend("torch")
@@ -283,6 +289,7 @@ class Keras(Driver):
             raise AssertionError(f"no gradient driver for the Keras {self.backend!r} backend")
         self.inner = inner()
         self.absent_grad_is_none = self.inner.absent_grad_is_none
+        self.compile_errors = self.inner.compile_errors
         if self.backend == "jax":  # the conformance table has float64 cases
             self.inner.jax.config.update("jax_enable_x64", True)
 
