@@ -11,8 +11,12 @@ torch = require_backend("torch")
 import backflip  # noqa: E402
 import backflip.torch._override as override_mod  # noqa: E402
 from backflip._errors import BackflipTypeError, BackflipValueError  # noqa: E402
+from backflip.conformance import user_rule  # noqa: E402
 from backflip.torch import GradientCheckError  # noqa: E402
 from backflip.torch._override import override_gradients  # noqa: E402
+
+# the rule a lying override applies instead of each (user_rule: dL/dx = g * y)
+LIES = {"vanilla": "guided", "guided": "deconvnet", "deconvnet": "vanilla", user_rule: "vanilla"}
 
 nn = torch.nn
 F = torch.nn.functional
@@ -237,26 +241,17 @@ def test_verify():
     report.verify(lambda x, y, g: 2 * g)
 
 
-def double(x, y, g):
-    return 2.0 * g
-
-
-LIE = {"vanilla": "guided", "guided": "deconvnet", "deconvnet": "vanilla", double: "vanilla"}
-
-
-@pytest.mark.parametrize("rule", list(LIE), ids=["vanilla", "guided", "deconvnet", "user"])
+@pytest.mark.parametrize("rule", list(LIES))
 def test_verify_catches_an_override_that_applies_another_rule(monkeypatch, rule):
-    real = override_mod.activation_with_rule
-
-    def lying(x, activation, rule, **params):
-        return real(x, activation, LIE[rule], **params)  # counted, but the wrong backward
-
-    monkeypatch.setattr(override_mod, "activation_with_rule", lying)
+    real, lie = override_mod.activation_with_rule, LIES[rule]  # counted, the wrong backward
+    monkeypatch.setattr(
+        override_mod, "activation_with_rule", lambda x, act, _, **p: real(x, act, lie, **p)
+    )
     model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
     with override_gradients(model, rule) as report:
         model(torch.ones(1, 2))
     assert report.complete  # the counts alone cannot tell
-    name = "double" if callable(rule) else rule
+    name = getattr(rule, "__name__", rule)
     with pytest.raises(
         backflip.OverrideCheckError,
         match=rf"^report\.verify\(\): relu at module '1' \(ReLU\) does not follow the rule "
@@ -273,7 +268,7 @@ def test_verify_follows_pytorchs_softplus_threshold_and_tanh_gelu():
     with override_gradients(model, "guided") as report:
         model(torch.ones(1, 2))
     report.verify()  # linear softplus where beta * x > 1, the tanh GELU's own derivative
-    report.verify(double)
+    report.verify(user_rule)
     report.verify("vanilla")
 
 
