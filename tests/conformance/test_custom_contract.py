@@ -6,7 +6,7 @@ gradient and the compiler, once per backend through the ``driver`` fixture
 argument, ``driver.compiled`` the same through the framework's compiler (torch.compile
 with fullgraph, jax.jit, tf.function, the Keras backend's, pytensor.function in its
 default mode). What only one framework has (its variables, torch.compile's graph count,
-PyTensor's default-mode rewrites) and the frameworks' own documented examples are in
+jit tracing a float) and the frameworks' own documented examples are in
 tests/ops_<backend>/test_custom_contract.py.
 """
 
@@ -57,6 +57,8 @@ def test_keyword_only_tensor_is_a_constant(driver):
     # no positional array: fn runs as it is, nothing to differentiate here
     y = driver.forward(lambda b: scaled(2.0, 3.0, bias=b), [5.0, 6.0])
     np.testing.assert_array_equal(y, [11.0, 12.0])
+    (gbias,) = driver.grads(lambda b: scaled(2.0, 3.0, bias=b), [5.0, 6.0])
+    _assert_no_gradient(driver, gbias, (2,))  # a constant, though y = 6 + bias
 
 
 # --- the gradient count ---------------------------------------------------------------

@@ -2,10 +2,9 @@
 
 The contract itself (keyword arguments, the gradient count, callables without
 ``__name__``, the compiler) is tested once for every adapter in
-tests/conformance/test_custom_contract.py. Here: a keyword-only variable's zero gradient,
-a shared variable, and the frameworks' own documented custom-gradient examples with their
-figures (the same four in every adapter's file). Every graph here is compiled with
-``pytensor.function``.
+tests/conformance/test_custom_contract.py. Here: a shared variable, and the frameworks'
+own documented custom-gradient examples with their figures (the same four in every
+adapter's file). Every graph here is compiled with ``pytensor.function``.
 """
 
 from __future__ import annotations
@@ -22,25 +21,7 @@ from backflip.pytensor import custom_gradient  # noqa: E402
 FAST = "FAST_COMPILE"
 
 
-def _scaled(x, c, *, bias=0.0, power=1):
-    """``y = c * x**power + bias``; the rule ``dL/dx = 10 * g`` is not the derivative."""
-    return c * x**power + bias, lambda g: (10.0 * g, None)
-
-
-scaled = custom_gradient(_scaled)
-
-
-# --- keyword-only and shared variables --------------------------------------------------
-
-
-def test_keyword_only_variable_gets_a_zero_gradient():
-    """No positional variable: the keyword is an input of the op and a constant of the rule."""
-    bias = pt.vector("bias")
-    y = scaled(2.0, 3.0, bias=bias)
-    fn = pytensor.function([bias], [y, pt.grad(y.sum(), bias)], mode=FAST)
-    out, gbias = fn([5.0, 6.0])
-    np.testing.assert_array_equal(out, [11.0, 12.0])
-    np.testing.assert_array_equal(gbias, [0.0, 0.0])
+# --- shared variables ---------------------------------------------------------------
 
 
 def test_shared_variable_receives_its_gradient():
