@@ -18,15 +18,11 @@ Prints a Markdown table and writes bench/out/backends_jax_pytensor.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from _timing import median_ratio
+from _timing import median_ratio, write_table
 
 SHAPE = (4096, 4096)
 LAMBD = 0.5
@@ -103,18 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     x_np = rng.standard_normal(SHAPE, dtype=np.float32)
     g_np = rng.standard_normal(SHAPE, dtype=np.float32)
     rows = bench_jax(x_np, g_np, repeats) + bench_pytensor(x_np, g_np, repeats)
-    print(f"GRL forward+backward, {SHAPE[0]}x{SHAPE[1]} float32, median of {repeats}\n")
-    print("| framework | mode | baseline | ours (ms) | baseline (ms) | ratio |")
-    print("|---|---|---|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['framework']} | {r['mode']} | {r['baseline']} | {r['ours_ms']:.1f} "
-              f"| {r['baseline_ms']:.1f} | {r['ratio']:.2f} |")  # fmt: skip
-    out = Path(__file__).parent / "out" / "backends_jax_pytensor.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"shape": SHAPE, "repeats": repeats, "machine": platform.machine(),
-            "cpus": os.cpu_count(), "load_avg": os.getloadavg()}  # fmt: skip
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"\nwrote {out}")
+    title = f"GRL forward+backward, {SHAPE[0]}x{SHAPE[1]} float32, median of {repeats}"
+    write_table("backends_jax_pytensor", title, rows, {"shape": SHAPE, "repeats": repeats})
     return 0
 
 

@@ -20,9 +20,8 @@ import os
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
-from _timing import median_ratio
+from _timing import median_ratio, write_table
 
 SHAPE = (4096, 4096)
 LAMBD = 0.5
@@ -144,16 +143,9 @@ def main(argv: list[str]) -> int:
             print(f"keras-{backend} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
             return 1
         rows += json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"GRL forward+backward, {SHAPE[0]}x{SHAPE[1]} float32, median of {repeats} "
-          f"(machine: {platform.machine()}, {os.cpu_count()} CPU cores)\n")
-    print("| framework | mode | baseline | GRL ms | baseline ms | ratio |")
-    print("|---|---|---|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['framework']} | {r['mode']} | {r['baseline']} | {r['ours_ms']:.1f} | "
-              f"{r['baseline_ms']:.1f} | {r['ratio']:.2f} |")
-    out = Path(__file__).parent / "out" / "backends_tf_keras.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"shape": SHAPE, "repeats": repeats, "rows": rows}, indent=1))
+    title = (f"GRL forward+backward, {SHAPE[0]}x{SHAPE[1]} float32, median of {repeats} "
+             f"(machine: {platform.machine()}, {os.cpu_count()} CPU cores)")  # fmt: skip
+    write_table("backends_tf_keras", title, rows, {"shape": SHAPE, "repeats": repeats})
     return 0
 
 

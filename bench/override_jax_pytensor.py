@@ -21,37 +21,12 @@ Prints a Markdown table and writes bench/out/override_jax_pytensor.json.
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
-import os
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-for _var in _THREADS:
-    os.environ.setdefault(_var, "1")  # before numpy loads BLAS
+from _timing import mlp_problem, one_blas_thread, override_rows, write_override_table
 
-import numpy as np  # noqa: E402
-
-from _timing import median_ratio  # noqa: E402
-
-BATCH, SIZES = 256, (512, 1024, 1024, 10)
-
-
-def weights(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [
-        (
-            (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32),
-            (0.1 * rng.standard_normal(b)).astype(np.float32),
-        )
-        for a, b in itertools.pairwise(SIZES)
-    ]
-
-
-def _row(framework: str, mode: str, baseline: str, timing: dict) -> dict:
-    return {"framework": framework, "mode": mode, "baseline": baseline, **timing}
+one_blas_thread()  # before numpy loads BLAS
 
 
 def bench_jax(params, x_np, cot_np, repeats: int) -> tuple[list[dict], dict]:
@@ -86,13 +61,8 @@ def bench_jax(params, x_np, cot_np, repeats: int) -> tuple[list[dict], dict]:
     def run(name: str) -> Callable[[], object]:
         return lambda: jax.block_until_ready(steps[name](params, x))
 
-    mode = "jax.jit(jax.grad)"
-    rows = [
-        _row("jax", mode, "plain gradient of the same model", median_ratio(run("override"),
-             run("plain"), repeats)),
-        _row("jax", mode, "the model written with guided_relu", median_ratio(run("override"),
-             run("by_hand"), repeats)),
-    ]  # fmt: skip
+    rows = override_rows("jax", "jax.jit(jax.grad)", run("override"), run("plain"),
+                         run("by_hand"), repeats)  # fmt: skip
     return rows, once
 
 
@@ -123,13 +93,8 @@ def bench_pytensor(params, x_np, cot_np, repeats: int) -> tuple[list[dict], dict
     def run(name: str) -> Callable[[], object]:
         return lambda: fns[name](x_np)
 
-    mode = "pytensor.function (default: Numba)"
-    rows = [
-        _row("pytensor", mode, "plain gradient of the same model",
-             median_ratio(run("override"), run("plain"), repeats)),
-        _row("pytensor", mode, "the model written with guided_relu",
-             median_ratio(run("override"), run("by_hand"), repeats)),
-    ]  # fmt: skip
+    rows = override_rows("pytensor", "pytensor.function (default: Numba)", run("override"),
+                         run("plain"), run("by_hand"), repeats)  # fmt: skip
     return rows, once
 
 
@@ -138,31 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (< 60 s)")
     args = parser.parse_args(argv)
     repeats = 15 if args.quick else 101
-    rng = np.random.default_rng(0)
-    params = weights(rng)
-    x_np = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)
-    cot_np = rng.standard_normal((BATCH, SIZES[-1])).astype(np.float32)
+    params, x_np, cot_np = mlp_problem()
     jax_rows, jax_once = bench_jax(params, x_np, cot_np, repeats)
     pt_rows, pt_once = bench_pytensor(params, x_np, cot_np, repeats)
-    rows, once = jax_rows + pt_rows, {**jax_once, **pt_once}
-    sizes = " -> ".join(map(str, SIZES))
-    print(f"guided input gradient of a ReLU MLP ({sizes}, batch {BATCH}, float32), "
-          f"median of {repeats}; target ratio <= 1.2 against the plain gradient\n")  # fmt: skip
-    print("| framework | mode | baseline | override (ms) | baseline (ms) | ratio |")
-    print("|---|---|---|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['framework']} | {r['mode']} | {r['baseline']} | {r['ours_ms']:.2f} "
-              f"| {r['baseline_ms']:.2f} | {r['ratio']:.2f} |")  # fmt: skip
-    print()
-    for name, seconds in once.items():
-        print(f"one-time: {name}: {seconds:.3f}")
-    out = Path(__file__).parent / "out" / "override_jax_pytensor.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"batch": BATCH, "sizes": SIZES, "repeats": repeats, "machine": platform.machine(),
-            "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
-            "blas_threads": {v: os.environ[v] for v in _THREADS}}  # fmt: skip
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "one_time_s": once}, indent=2))
-    print(f"\nwrote {out}")
+    write_override_table("override_jax_pytensor", repeats, jax_rows + pt_rows,
+                         {**jax_once, **pt_once})  # fmt: skip
     return 0
 
 

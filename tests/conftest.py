@@ -1,9 +1,10 @@
 """Suite-wide settings, and the recorder of the conformance table.
 
-Tests are grouped by directory: core, ops_<framework>, data, dann, saliency.
-Every ``tests/ops_<backend>/test_conformance.py::test_conformance[<case>]`` outcome
-is written to ``build/conformance.json`` at the end of the run; ``make conformance``
-turns that file into the table in the README.
+Tests are grouped by directory: core, ops_<framework>, data, dann, saliency, and
+conformance (the tests shared by every framework adapter, one driver per backend).
+Every ``tests/conformance/test_conformance.py::test_conformance[<backend>-<case>]``
+outcome is written to ``build/conformance.json`` at the end of the run;
+``make conformance`` turns that file into the table in the README.
 """
 
 import json
@@ -17,7 +18,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-_CONFORMANCE = re.compile(r"ops_(?P<backend>\w+)/test_conformance\.py::test_conformance\[(?P<case>[^\]]+)\]")
+_CONFORMANCE = re.compile(
+    r"conformance/test_conformance\.py::test_conformance"
+    r"\[(?P<backend>torch|jax|tensorflow|keras|pytensor)-(?P<case>[^\]]+)\]"
+)
 _outcomes: dict[str, dict[str, str]] = {}
 
 

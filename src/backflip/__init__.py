@@ -16,6 +16,7 @@ from backflip._errors import (
     BackflipImportError,
     BackflipTypeError,
     BackflipValueError,
+    OverrideCheckError,
 )
 
 __version__ = "0.1.0"
@@ -24,5 +25,6 @@ __all__ = [
     "BackflipImportError",
     "BackflipTypeError",
     "BackflipValueError",
+    "OverrideCheckError",
     "__version__",
 ]

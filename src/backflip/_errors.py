@@ -1,13 +1,20 @@
 """The library's own exception classes.
 
-Every error backflip raises on bad input is a :class:`BackflipError`; the two
-concrete classes also derive from the built-in they refine, so existing
-``except ValueError`` / ``except TypeError`` blocks keep working.
+Every error backflip raises on bad input is a :class:`BackflipError`; the concrete
+classes also derive from the built-in they refine, so existing ``except ValueError`` /
+``except TypeError`` blocks keep working. A check that fails (``report.verify()``) raises
+:class:`OverrideCheckError`, an :class:`AssertionError`.
 """
 
 from __future__ import annotations
 
-__all__ = ["BackflipError", "BackflipImportError", "BackflipTypeError", "BackflipValueError"]
+__all__ = [
+    "BackflipError",
+    "BackflipImportError",
+    "BackflipTypeError",
+    "BackflipValueError",
+    "OverrideCheckError",
+]
 
 
 class BackflipError(Exception):
@@ -62,4 +69,26 @@ class BackflipImportError(BackflipError, ModuleNotFoundError):
     ... except ImportError as err:
     ...     print(type(err).__name__, err.name)
     BackflipImportError no_such_module_xyz
+    """
+
+
+class OverrideCheckError(BackflipError, AssertionError):
+    """``report.verify()`` found an overridden activation whose gradient breaks the rule.
+
+    Raised the same way by every adapter's ``override_gradients`` report, with a message
+    naming the activation, its call sites, the rule, the largest difference from the NumPy
+    reference (:func:`backflip.rules.apply_rule`) and what to do. Also an
+    :class:`AssertionError`; ``backflip.torch.GradientCheckError`` (a failed
+    ``check_gradient``) is a subclass. Here a "framework" whose ReLU gradient ignores the
+    guided rule is checked:
+
+    >>> import numpy as np
+    >>> from backflip._override_verify import Checker
+    >>> def default_gradient(x, activation, rule, params, g):  # dL/dx = g * 1[x > 0]
+    ...     return g * (x > 0)
+    >>> try:
+    ...     Checker("NumPy", default_gradient).check("relu", {}, "guided", ["module 'fc'"])
+    ... except AssertionError as err:
+    ...     print(type(err).__name__, str(err)[:61])
+    OverrideCheckError report.verify(): relu at module 'fc' does not follow the rule
     """

@@ -31,21 +31,17 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-import numpy as np
-
-from backflip._errors import BackflipError, BackflipValueError
+from backflip._errors import BackflipValueError
 from backflip._override_report import OverrideReport, strict_error
 
 __all__ = [
     "MANAGED_TRACES",
     "Block",
-    "OverrideCheckError",
     "PassThroughValueError",
     "Table",
     "Watch",
     "add_backward_files",
     "bypassed",
-    "check_activation_rule",
     "owner_of",
     "pass_through",
     "patched",
@@ -75,10 +71,6 @@ class Table:
     watches: tuple[Watch, ...]
     apply: Callable[..., Any]  # activation_with_rule(x, activation, rule, **params)
     accepts: Callable[[Any], bool]  # False: not a call to count (symbolic, integer, ...)
-
-
-class OverrideCheckError(BackflipError, AssertionError):
-    """``report.verify()`` found an activation whose gradient does not follow the rule."""
 
 
 _TLS = threading.local()  # .stack: blocks entered in this thread; .bypass: rules running
@@ -264,58 +256,8 @@ class Block:
                 return original(*args, **kwargs)
         with bypassed():
             out = table.apply(x, activation, self.rule, **params)
-        report.overridden += 1
-        report.sites[site] += 1
-        report.activations[(activation, tuple(sorted(params.items())))] += 1
+        report._record(site, activation, params)
         return out
 
 
 _RUN_CODE = Block.run.__code__
-
-
-def check_activation_rule(
-    activation: str,
-    params: dict,
-    rule: Any,
-    *,
-    vjp: Callable[[Callable, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
-    plain: Callable[[Any], Any],
-    overridden: Callable[[Any], Any],
-    user_rule: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-) -> None:
-    """``report.verify()``'s check for one activation, on random float32 inputs.
-
-    ``vjp(fn, x, g)`` returns ``(y, dL/dx)`` as NumPy arrays; ``plain`` is the framework's
-    own activation, ``overridden`` the one following ``rule``; ``user_rule(x, y, g)``
-    applies a user rule to NumPy inputs through the framework. The overridden VJP must
-    equal the rule applied to the framework's own derivative and, for guided and
-    deconvnet, differ from the default VJP.
-    """
-    gen = np.random.default_rng(0)
-    x = (gen.standard_normal(256) * 3).astype("float32")
-    g = gen.standard_normal(256).astype("float32")
-    y_plain, default = vjp(plain, x, g)
-    y, got = vjp(overridden, x, g)
-    if callable(rule):
-        expected = np.asarray(user_rule(x, y_plain, g))
-    elif rule == "vanilla":
-        expected = default
-    elif rule == "guided":
-        expected = np.where(g > 0, default, 0.0)
-    else:  # deconvnet
-        expected = np.where(g > 0, g, 0.0)
-    what = f"{activation}{params or ''} with rule {getattr(rule, '__name__', rule)!r}"
-    if not np.allclose(y, y_plain, rtol=1e-5, atol=1e-6):
-        raise OverrideCheckError(f"verify: check 'forward' failed for {what}: the overridden "
-                                 "activation's forward differs from the framework's.")  # fmt: skip
-    if not np.allclose(got, expected, rtol=1e-5, atol=1e-6):
-        err = float(np.max(np.abs(got - expected)))
-        raise OverrideCheckError(
-            f"verify: check 'expected' failed for {what}: its gradient differs from the rule "
-            f"applied to the framework's own derivative by up to {err:.3g}."
-        )
-    if rule in ("guided", "deconvnet") and np.allclose(got, default, rtol=1e-5, atol=1e-6):
-        raise OverrideCheckError(
-            f"verify: check 'differs_from_default' failed for {what}: its gradient equals "
-            "the default one, so the rule is not in effect."
-        )

@@ -1,9 +1,10 @@
 """The report every framework's ``override_gradients`` yields, and its strictness message.
 
 Framework-neutral: each adapter counts the nonlinearity calls it saw in the model and
-the ones whose backward it replaced, names each call site, and hands a per-activation
-checker to :meth:`OverrideReport.verify`. A silent no-op (an override that never ran)
-shows as ``complete == False`` and ``seen == 0``, and ``verify()`` raises on it.
+the ones whose backward it replaced, names each call site, and hands its framework's
+:class:`~backflip._override_verify.Checker` to :meth:`OverrideReport.verify`. A silent
+no-op (an override that never ran) shows as ``complete == False`` and ``seen == 0``, and
+``verify()`` raises on it.
 
 >>> report = OverrideReport(rule="guided", seen=2, overridden=2, forwards=1)
 >>> report.sites["module 'fc' (ReLU)"] += 2
@@ -17,7 +18,6 @@ override_gradients(rule=guided): 2/2 nonlinearity calls overridden in 1 forward 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +71,16 @@ class OverrideReport:
     sites: Counter = field(default_factory=Counter)
     activations: Counter = field(default_factory=Counter)
     _rule: Any = field(default=None, repr=False)
-    _verify_one: Callable[[str, dict, Any], None] | None = field(default=None, repr=False)
+    _checks: tuple = field(default=(), repr=False)  # the adapter's Checker(s)
+    _sites_of: dict = field(default_factory=dict, repr=False)  # activations key -> sites
+
+    def _record(self, site: str, activation: str, params: dict) -> None:
+        """Count one call whose backward now follows the rule (``seen`` is the caller's)."""
+        key = (activation, tuple(sorted(params.items())))
+        self.overridden += 1
+        self.sites[site] += 1
+        self.activations[key] += 1
+        self._sites_of.setdefault(key, {})[site] = None
 
     @property
     def complete(self) -> bool:
@@ -87,11 +96,14 @@ class OverrideReport:
         return "\n".join(lines)
 
     def verify(self, rule: Any = None) -> None:
-        """Check, on random inputs, that each activation seen follows the rule.
+        """Check, on a fixed probe, that each activation seen follows the rule (or ``rule``).
 
-        The backend's checker compares the overridden activation's VJP with the rule
-        applied to the framework's own derivative and, for guided/deconvnet, requires it
-        to differ from the default VJP; it raises ``GradientCheckError`` otherwise.
+        For each activation (and parameters) in :attr:`activations`, the framework's
+        ``dL/dx`` of the overridden activation is compared with the NumPy reference
+        :func:`backflip.rules.apply_rule`; a difference raises
+        :class:`~backflip.OverrideCheckError` naming the activation, its call sites, the
+        rule and the largest difference. Raises :class:`~backflip.BackflipValueError`
+        when no nonlinearity call was seen yet.
         """
         if self.seen == 0:
             raise BackflipValueError(
@@ -99,7 +111,10 @@ class OverrideReport:
                 "inside the `with` block (or call the transformed function) before calling "
                 "report.verify()."
             )
-        if self._verify_one is None:  # pragma: no cover - every backend passes one
+        if not self._checks:  # pragma: no cover - every backend passes one
             raise BackflipValueError("this report has no checker to verify with.")
-        for activation, params in self.activations:
-            self._verify_one(activation, dict(params), self._rule if rule is None else rule)
+        for key in self.activations:
+            activation, params = key
+            sites = list(self._sites_of.get(key, ()))
+            for check in self._checks:
+                check.check(activation, dict(params), self._rule if rule is None else rule, sites)

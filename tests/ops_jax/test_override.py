@@ -14,11 +14,16 @@ jax = require_backend("jax")
 import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
 
+import backflip  # noqa: E402
 import backflip.jax as bfj  # noqa: E402
 import backflip.jax._override as override_mod  # noqa: E402
 from backflip._errors import BackflipTypeError, BackflipValueError  # noqa: E402
 from backflip._override_report import OverrideReport  # noqa: E402
+from backflip.conformance import user_rule  # noqa: E402
 from backflip.jax import override_gradients  # noqa: E402
+
+# the rule a lying override applies instead of each (user_rule: dL/dx = g * y)
+LIES = {"vanilla": "guided", "guided": "deconvnet", "deconvnet": "vanilla", user_rule: "vanilla"}
 
 RNG = np.random.default_rng(0)
 # a params pytree, as Flax's model.apply or an Equinox module would hold it
@@ -98,28 +103,36 @@ def test_silent_no_op_is_impossible():
     assert (empty.seen, empty.complete, empty.forwards) == (0, False, 1)
 
 
-def test_verify_catches_an_override_that_does_nothing(monkeypatch):
-    def no_rule(x, activation, rule, **params):
-        return override_mod._PLAIN[activation](x, **params)  # the silent failure
-
-    monkeypatch.setattr(override_mod, "activation_with_rule", no_rule)
-    new, report = override_gradients(loss, "guided")
+@pytest.mark.parametrize("rule", list(LIES))
+def test_verify_catches_an_override_that_applies_another_rule(monkeypatch, rule):
+    real, lie = override_mod.activation_with_rule, LIES[rule]  # counted, the wrong backward
+    monkeypatch.setattr(
+        override_mod, "activation_with_rule", lambda x, act, _, **p: real(x, act, lie, **p)
+    )
+    new, report = override_gradients(loss, rule)
     jax.grad(new, argnums=1)(PARAMS32, X)
     assert report.complete  # the counts alone cannot tell
-    with pytest.raises(BackflipValueError, match=r"relu under the rule 'guided': check 'expected'"):
+    name = getattr(rule, "__name__", rule)
+    with pytest.raises(
+        backflip.OverrideCheckError,
+        match=rf"^report\.verify\(\): relu at jax\.nn\.relu at test_override\.py:\d+, "
+        rf"jax\.nn\.relu at test_override\.py:\d+ does not follow the rule '{name}': JAX's "
+        r"dL/dx differs from the NumPy reference by up to [\d.e+-]+ \(at x=",
+    ):
         report.verify()
-    bare = OverrideReport(rule="deconvnet", _rule="deconvnet", _verify_one=override_mod._verify_one)
-    bare.seen, bare.activations[("silu", ())] = 1, 1
-    with pytest.raises(BackflipValueError, match="check 'expected' failed: for cotangent 0"):
+    bare = OverrideReport(rule=name, _rule=rule, _checks=(override_mod._CHECKER,))
+    bare.seen = 1
+    bare._record("jax.nn.silu", "silu", {})
+    with pytest.raises(backflip.OverrideCheckError, match=r"silu at jax\.nn\.silu does not follow"):
         bare.verify()
 
 
-def test_verify_differs_from_default_check(monkeypatch):
-    # if JAX's own relu already had the guided backward, the rule could not be told apart
-    monkeypatch.setitem(override_mod._PLAIN, "relu", bfj.guided_relu)
-    with pytest.raises(BackflipValueError, match="check 'differs_from_default' failed: its VJP"):
-        override_mod._verify_one("relu", {}, "guided")
-    override_mod._verify_one("relu", {}, lambda x, y, g: g * (x > 0) * (g > 0))  # user rule: no
+def test_verify_covers_the_tanh_gelu():
+    new, report = override_gradients(lambda x: jnp.sum(jax.nn.gelu(x)), "guided")
+    jax.grad(new)(X)
+    assert report.activations == {("gelu", (("approximate", True),)): 1}
+    report.verify()
+    report.verify(user_rule)
 
 
 def _vjp(f, x, g):

@@ -1,9 +1,10 @@
 """Run the Keras tests under every Keras backend, one subprocess each.
 
 ``KERAS_BACKEND`` is read once, when keras is imported, so each backend needs its
-own process. The child runs this directory's backend-neutral test files; its
-output is printed on failure, and its conformance outcomes are saved as
-``build/conformance-keras-<backend>.json``.
+own process. The child runs this directory's backend-neutral test files and the Keras
+tests of tests/conformance (``-k keras``: their backend id; every test of this directory
+matches it too); its output is printed on failure, and its conformance outcomes are saved
+as ``build/conformance-keras-<backend>.json``.
 """
 
 import json
@@ -17,12 +18,15 @@ from pathlib import Path
 import pytest
 
 from backflip._testing import require_backend
+from backflip.conformance import case_ids
 
 keras = require_backend("keras")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CHILD_FILES = ("test_conformance.py", "test_ops.py", "test_layers.py", "test_properties.py")
+SHARED = ROOT / "tests" / "conformance"
+CHILD_FILES = (SHARED / "test_conformance.py", SHARED / "test_api.py", HERE / "test_ops.py",
+               HERE / "test_layers.py", HERE / "test_properties.py")
 
 
 def _env(backend):
@@ -41,33 +45,38 @@ OTHER_BACKENDS = [b for b in ("tensorflow", "jax", "torch") if b != keras.backen
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_keras_backend_suite(backend, tmp_path):
     require_backend(backend)
-    cmd = [sys.executable, "-m", "pytest", *(str(HERE / f) for f in CHILD_FILES),
+    cmd = [sys.executable, "-m", "pytest", *map(str, CHILD_FILES), "-k", "keras",
            "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:randomly",
            "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path),
            "--junitxml", str(tmp_path / "junit.xml")]
     proc = subprocess.run(cmd, cwd=tmp_path, env=_env(backend), capture_output=True, text=True,
                           timeout=300)
+    outcomes = {}
     if (tmp_path / "junit.xml").exists():
-        _save_conformance(tmp_path / "junit.xml", backend)
+        outcomes = _save_conformance(tmp_path / "junit.xml", backend)
     assert proc.returncode == 0, (
         f"KERAS_BACKEND={backend} tests failed (exit {proc.returncode}):\n"
         f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     )
     assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
+    assert outcomes == dict.fromkeys(case_ids(), "passed"), proc.stdout[-2000:]  # every case ran
 
 
 def _save_conformance(junit, backend):
-    """``{"keras-<backend>": {case: outcome}}`` from the child's JUnit XML, into build/."""
+    """``{"keras-<backend>": {case: outcome}}`` from the child's JUnit XML, into build/; returns
+    the ``{case: outcome}``."""
     outcomes = {}
     for case in ET.parse(junit).iter("testcase"):
         name = case.get("name", "")
-        if name.startswith("test_conformance["):  # only test_conformance.py defines it
+        prefix = "test_conformance[keras-"  # tests/conformance/test_conformance.py, Keras
+        if name.startswith(prefix):
             failed = case.find("failure") is not None or case.find("error") is not None
             skipped = case.find("skipped") is not None
-            outcomes[name[17:-1]] = "failed" if failed else "skipped" if skipped else "passed"
+            outcomes[name[len(prefix):-1]] = "failed" if failed else "skipped" if skipped else "passed"
     (ROOT / "build").mkdir(exist_ok=True)
     out = ROOT / "build" / f"conformance-keras-{backend}.json"
     out.write_text(json.dumps({f"keras-{backend}": outcomes}, indent=1, sort_keys=True))
+    return outcomes
 
 
 @pytest.mark.slow  # a child process imports keras

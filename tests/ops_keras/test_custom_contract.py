@@ -1,18 +1,21 @@
-"""The custom_gradient contract (docs/guides/custom-gradients.md) in the Keras adapter.
+"""The custom_gradient contract (docs/guides/custom-gradients.md): what is Keras' own.
 
-The same tests exist for every adapter (tests/ops_<backend>/test_custom_contract.py):
-keyword arguments, the gradient count, callables without ``__name__``, the compiler,
-and the frameworks' own documented custom-gradient examples with their figures.
-They run under this process's Keras backend, and (slow) once more under each other
-backend in a child process.
+The contract itself (keyword arguments, the gradient count, callables without
+``__name__``, the compiler) is tested once for every adapter in
+tests/conformance/test_custom_contract.py. Here: a keras.Variable argument, the
+frameworks' own documented custom-gradient examples with their figures (the same four in
+every adapter's file), and the numpy backend's error. They run under this process's Keras
+backend and (slow) once more under each other backend in a child process, with the Keras
+tests of tests/conformance/test_custom_contract.py.
 """
 
 from __future__ import annotations
 
-import functools
 import os
+import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -24,45 +27,34 @@ keras = require_backend("keras")
 bfk = require_backend("backflip.keras")
 ops = keras.ops
 
-from backflip import BackflipTypeError  # noqa: E402
-
 custom_gradient = bfk.custom_gradient
 BACKEND = keras.backend.backend()
-ONES = [1.0, 1.0]
 
 
 def _np(t):
     return np.zeros(()) if t is None else np.asarray(ops.convert_to_numpy(t))
 
 
-def _grads(f, *values, compiled=False):
-    """The gradients of ``sum(f(*args))`` w.r.t. every argument, as NumPy (None -> 0).
-
-    ``compiled``: through the backend's compiler (tf.function, jax.jit, torch.compile).
-    """
+def _grads(f, *values):
+    """The gradients of ``sum(f(*args))`` w.r.t. every argument, as NumPy (None -> 0)."""
     values = [np.asarray(v, "float32") for v in values]
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
-        def grads(*ts):
-            with tf.GradientTape() as tape:
-                tape.watch(ts)
-                y = ops.sum(f(*ts))
-            return tape.gradient(y, list(ts))
-
-        grads = tf.function(grads) if compiled else grads
-        return [_np(g) for g in grads(*map(tf.constant, values))]
+        ts = [tf.constant(v) for v in values]
+        with tf.GradientTape() as tape:
+            tape.watch(ts)
+            y = ops.sum(f(*ts))
+        return [_np(g) for g in tape.gradient(y, ts)]
     if BACKEND == "jax":
         import jax
 
         grads = jax.grad(lambda *a: ops.sum(f(*a)), argnums=tuple(range(len(values))))
-        grads = jax.jit(grads) if compiled else grads
         return [_np(g) for g in grads(*values)]
     import torch
 
-    fn = torch.compile(f, backend="aot_eager", fullgraph=True) if compiled else f
     ts = [torch.tensor(v, requires_grad=True) for v in values]
-    return [_np(g) for g in torch.autograd.grad(fn(*ts).sum(), ts, allow_unused=True)]
+    return [_np(g) for g in torch.autograd.grad(f(*ts).sum(), ts, allow_unused=True)]
 
 
 def _scaled(x, c, *, bias=0.0, power=1):
@@ -73,99 +65,12 @@ def _scaled(x, c, *, bias=0.0, power=1):
 scaled = custom_gradient(_scaled)
 
 
-# --- keyword arguments ----------------------------------------------------------------
-
-
-def test_keyword_arguments_are_passed_and_get_no_gradient():
-    x, bias = ops.convert_to_tensor([1.0, 2.0]), ops.convert_to_tensor([5.0, 6.0])
-    np.testing.assert_array_equal(_np(scaled(x, 3.0, bias=bias, power=2)), [8.0, 18.0])
-    gx, gbias = _grads(lambda x, b: scaled(x, 3.0, bias=b), [1.0, 2.0], [5.0, 6.0])
-    np.testing.assert_array_equal(gx, [10.0, 10.0])
-    np.testing.assert_array_equal(gbias, 0.0)  # a constant: no (zero) gradient
-
-
-def test_keyword_only_tensor_is_a_constant():
-    y = scaled(2.0, 3.0, bias=ops.convert_to_tensor([5.0, 6.0]))  # no positional tensor
-    np.testing.assert_array_equal(_np(y), [11.0, 12.0])
+# --- variables ----------------------------------------------------------------------
 
 
 def test_keras_variable_is_passed_as_its_value():
     v = keras.Variable(np.array([1.0, 2.0], "float32"))
     np.testing.assert_array_equal(_np(scaled(v, 3.0)), [3.0, 6.0])
-
-
-# --- the gradient count ---------------------------------------------------------------
-
-
-def test_one_gradient_per_positional_argument_tensor_or_not():
-    @custom_gradient
-    def affine(w, x, name, b):  # name: a string argument, which gets None
-        return w * x + b, lambda g: (g * x, g * w, None, None)
-
-    gw, gx, gb = _grads(lambda w, x, b: affine(w, x, "layer", b), 2.0, 3.0, 1.0)
-    assert (float(gw), float(gx), float(gb)) == (3.0, 2.0, 0.0)
-
-
-def test_gradient_for_a_non_tensor_argument_is_discarded():
-    @custom_gradient
-    def mul(x, c):
-        return x * c, lambda g: (g * c, g * x)  # c is a float: its gradient has no taker
-
-    np.testing.assert_array_equal(_grads(lambda x: mul(x, 4.0), ONES)[0], [4.0, 4.0])
-
-
-@pytest.mark.parametrize(("grads", "n"), [(lambda g: (10.0 * g,), 1), (lambda g: (g, None, g), 3)])
-def test_wrong_count_names_both_counts_and_the_rule(grads, n):
-    @custom_gradient
-    def two(x, c):
-        return x * c, grads
-
-    with pytest.raises(BackflipTypeError, match=(
-        rf"two returned {n} gradient\(s\); expected 2, one per positional argument of this "
-        r"call\. The rule: grad_fn returns one gradient per positional argument, tensor or "
-        r"not.*keyword arguments are constants")):
-        _grads(lambda x: two(x, 3.0), ONES)
-
-
-# --- callables without __name__ -------------------------------------------------------
-
-
-def test_partial_and_callable_object():
-    part = custom_gradient(functools.partial(_scaled, bias=1.0))
-    assert part.__name__ == "partial(_scaled)"
-    np.testing.assert_array_equal(_grads(lambda x: part(x, 3.0), ONES)[0], [10.0, 10.0])
-
-    class Halve:
-        def __call__(self, x):
-            return x / 2, lambda g: -g
-
-    halve = custom_gradient(Halve())
-    assert halve.__name__ == "test_partial_and_callable_object.<locals>.Halve object"
-    np.testing.assert_array_equal(_grads(halve, ONES)[0], [-1.0, -1.0])
-
-    bad = custom_gradient(functools.partial(lambda x, c, *, k: (x * c * k, lambda g: g), k=2.0))
-    with pytest.raises(BackflipTypeError, match=r"partial\(<lambda>\) returned 1 .* expected 2"):
-        _grads(lambda x: bad(x, 1.0), ONES)
-
-
-# --- the compiler ---------------------------------------------------------------------
-
-
-def test_backend_compiler_with_keywords_partial_and_object():
-    part = custom_gradient(functools.partial(_scaled, power=2))
-
-    class Twice:
-        def __call__(self, x, *, k):
-            return x * k, lambda g: 2 * g
-
-    twice = custom_gradient(Twice())
-
-    def f(x, bias):
-        return scaled(x, 3.0, bias=bias) + part(x, 1.0, bias=bias) + twice(x, k=5.0)
-
-    gx, gbias = _grads(f, [1.0, 2.0], [0.5, 0.5], compiled=True)
-    np.testing.assert_array_equal(gx, [22.0, 22.0])
-    np.testing.assert_array_equal(gbias, 0.0)
 
 
 # --- the frameworks' documented examples ----------------------------------------------
@@ -235,6 +140,7 @@ def test_pytensor_opfromgraph_rescale_dy_example():
 # --- the other Keras backends ---------------------------------------------------------
 
 HERE = Path(__file__).resolve()
+SHARED = HERE.parents[1] / "conformance" / "test_custom_contract.py"
 OTHER_BACKENDS = [b for b in ("tensorflow", "jax", "torch") if b != BACKEND]
 
 
@@ -249,14 +155,23 @@ def _env(backend):
 @pytest.mark.slow  # a child process imports keras on another backend
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_contract_under_other_keras_backends(backend, tmp_path):
+    """This file and the Keras tests of the shared contract (``-k keras``: their backend id;
+    every test of this directory matches it too) under ``KERAS_BACKEND=backend``."""
     require_backend(backend)
-    cmd = [sys.executable, "-m", "pytest", str(HERE), "-q", "-k", "not other_keras_backends",
+    junit = tmp_path / "junit.xml"
+    cmd = [sys.executable, "-m", "pytest", str(HERE), str(SHARED), "-q",
+           "-k", "keras and not other_keras_backends",
            "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:randomly",
-           "-c", str(HERE.parents[2] / "pyproject.toml"), "--rootdir", str(tmp_path)]
+           "-c", str(HERE.parents[2] / "pyproject.toml"), "--rootdir", str(tmp_path),
+           "--junitxml", str(junit)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=_env(backend), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
+    shared = set(re.findall(r"^def (test_\w+)\(driver\b", SHARED.read_text(), re.M))
+    ran = {case.get("name", "").split("[")[0] for case in ET.parse(junit).iter("testcase")
+           if re.search(r"\[(.*-)?keras(-.*)?\]", case.get("name", ""))}
+    assert shared and ran == shared, (sorted(shared - ran), proc.stdout[-2000:])
 
 
 @pytest.mark.slow  # a child process imports keras on numpy

@@ -1,87 +1,27 @@
-"""The custom_gradient contract (docs/guides/custom-gradients.md) in the PyTensor adapter.
+"""The custom_gradient contract (docs/guides/custom-gradients.md): what is PyTensor's own.
 
-The same tests exist for every adapter (tests/ops_<backend>/test_custom_contract.py):
-keyword arguments, the gradient count, callables without ``__name__``, the compiler,
-and the frameworks' own documented custom-gradient examples with their figures.
-Every graph here is compiled with ``pytensor.function``.
+The contract itself (keyword arguments, the gradient count, callables without
+``__name__``, the compiler) is tested once for every adapter in
+tests/conformance/test_custom_contract.py. Here: a shared variable, and the frameworks'
+own documented custom-gradient examples with their figures (the same four in every
+adapter's file). Every graph here is compiled with ``pytensor.function``.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-import pytest
 
 from backflip._testing import require_backend
 
 pytensor = require_backend("pytensor")
 pt = require_backend("pytensor.tensor")
 
-from backflip import BackflipTypeError  # noqa: E402
 from backflip.pytensor import custom_gradient  # noqa: E402
 
 FAST = "FAST_COMPILE"
-ONES = np.ones(2)
 
 
-def _grads(f, *values):
-    """The gradients of ``sum(f(*inputs))`` w.r.t. every input, compiled and evaluated."""
-    inputs = [pt.vector() if np.ndim(v) else pt.scalar() for v in values]
-    cost = f(*inputs).sum()
-    fn = pytensor.function(inputs, pt.grad(cost, inputs), mode=FAST)
-    return fn(*values)
-
-
-def _scaled(x, c, *, bias=0.0, power=1):
-    """``y = c * x**power + bias``; the rule ``dL/dx = 10 * g`` is not the derivative."""
-    return c * x**power + bias, lambda g: (10.0 * g, None)
-
-
-scaled = custom_gradient(_scaled)
-
-
-# --- keyword arguments ----------------------------------------------------------------
-
-
-def test_keyword_arguments_are_passed_and_get_no_gradient():
-    x, bias = pt.vector("x"), pt.vector("bias")
-    y = scaled(x, 3.0, bias=bias, power=2)
-    np.testing.assert_array_equal(
-        pytensor.function([x, bias], y, mode=FAST)([1.0, 2.0], [5.0, 6.0]), [8.0, 18.0]
-    )
-    gx, gbias = _grads(lambda x, b: scaled(x, 3.0, bias=b), np.array([1.0, 2.0]), ONES)
-    np.testing.assert_array_equal(gx, [10.0, 10.0])
-    np.testing.assert_array_equal(gbias, [0.0, 0.0])  # a constant: zero gradient
-
-
-def test_keyword_only_variable_is_a_constant():
-    bias = pt.vector("bias")
-    y = scaled(2.0, 3.0, bias=bias)  # no positional variable: inputs of the op are keywords
-    np.testing.assert_array_equal(pytensor.function([bias], y, mode=FAST)([5.0, 6.0]),
-                                  [11.0, 12.0])
-    np.testing.assert_array_equal(pytensor.function([bias], pt.grad(y.sum(), bias),
-                                                    mode=FAST)([5.0, 6.0]), [0.0, 0.0])
-
-
-# --- the gradient count ---------------------------------------------------------------
-
-
-def test_one_gradient_per_positional_argument_tensor_or_not():
-    @custom_gradient
-    def affine(w, x, name, b):  # name: a string argument, which gets None
-        return w * x + b, lambda g: (g * x, g * w, None, None)
-
-    gw, gx, gb = _grads(lambda w, x, b: affine(w, x, "layer", b), 2.0, 3.0, 1.0)
-    assert (float(gw), float(gx), float(gb)) == (3.0, 2.0, 0.0)  # None: a zero gradient
-
-
-def test_gradient_for_a_non_tensor_argument_is_discarded():
-    @custom_gradient
-    def mul(x, c):
-        return x * c, lambda g: (g * c, g * x)  # c is a float: its gradient has no taker
-
-    np.testing.assert_array_equal(_grads(lambda x: mul(x, 4.0), ONES)[0], [4.0, 4.0])
+# --- shared variables ---------------------------------------------------------------
 
 
 def test_shared_variable_receives_its_gradient():
@@ -92,60 +32,6 @@ def test_shared_variable_receives_its_gradient():
     v = pytensor.shared(np.array([1.0, 2.0]))
     fn = pytensor.function([], pt.grad(mul(v, 4.0).sum(), v), mode=FAST)
     np.testing.assert_array_equal(fn(), [4.0, 4.0])
-
-
-@pytest.mark.parametrize(("grads", "n"), [(lambda g: (10.0 * g,), 1), (lambda g: (g, None, g), 3)])
-def test_wrong_count_names_both_counts_and_the_rule(grads, n):
-    @custom_gradient
-    def two(x, c):
-        return x * c, grads
-
-    with pytest.raises(BackflipTypeError, match=(
-        rf"two returned {n} gradient\(s\); expected 2, one per positional argument of this "
-        r"call\. The rule: grad_fn returns one gradient per positional argument, tensor or "
-        r"not.*keyword arguments are constants")):
-        _grads(lambda x: two(x, 3.0), ONES)
-
-
-# --- callables without __name__ -------------------------------------------------------
-
-
-def test_partial_and_callable_object():
-    part = custom_gradient(functools.partial(_scaled, bias=1.0))
-    assert part.__name__ == "partial(_scaled)"
-    np.testing.assert_array_equal(_grads(lambda x: part(x, 3.0), ONES)[0], [10.0, 10.0])
-
-    class Halve:
-        def __call__(self, x):
-            return x / 2, lambda g: -g
-
-    halve = custom_gradient(Halve())
-    assert halve.__name__ == "test_partial_and_callable_object.<locals>.Halve object"
-    np.testing.assert_array_equal(_grads(halve, ONES)[0], [-1.0, -1.0])
-
-    bad = custom_gradient(functools.partial(lambda x, c, *, k: (x * c * k, lambda g: g), k=2.0))
-    with pytest.raises(BackflipTypeError, match=r"partial\(<lambda>\) returned 1 .* expected 2"):
-        _grads(lambda x: bad(x, 1.0), ONES)
-
-
-# --- the compiler ---------------------------------------------------------------------
-
-
-def test_pytensor_function_with_keywords_partial_and_object():
-    part = custom_gradient(functools.partial(_scaled, power=2))
-
-    class Twice:
-        def __call__(self, x, *, k):
-            return x * k, lambda g: 2 * g
-
-    twice = custom_gradient(Twice())
-    x, bias = pt.vector("x"), pt.vector("bias")
-    y = scaled(x, 3.0, bias=bias) + part(x, 1.0, bias=bias) + twice(x, k=5.0)
-    fn = pytensor.function([x, bias], [y, *pt.grad(y.sum(), [x, bias])])  # the default mode
-    out, gx, gbias = fn([1.0, 2.0], [0.5, 0.5])
-    np.testing.assert_allclose(out, [3.5 + 1.5 + 5.0, 6.5 + 4.5 + 10.0])
-    np.testing.assert_array_equal(gx, [22.0, 22.0])
-    np.testing.assert_array_equal(gbias, [0.0, 0.0])
 
 
 # --- the frameworks' documented examples ----------------------------------------------

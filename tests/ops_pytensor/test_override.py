@@ -17,11 +17,16 @@ import pytensor.tensor as pt  # noqa: E402
 from pytensor.compile.builders import OpFromGraph  # noqa: E402
 from pytensor.gradient import jacobian  # noqa: E402
 
+import backflip  # noqa: E402
 import backflip.pytensor as bfp  # noqa: E402
 import backflip.pytensor._override as override_mod  # noqa: E402
 from backflip._errors import BackflipTypeError, BackflipValueError  # noqa: E402
 from backflip._override_report import OverrideReport  # noqa: E402
+from backflip.conformance import user_rule  # noqa: E402
 from backflip.pytensor import override_gradients  # noqa: E402
+
+# the rule a lying override applies instead of each (user_rule: dL/dx = g * y)
+LIES = {"vanilla": "guided", "guided": "deconvnet", "deconvnet": "vanilla", user_rule: "vanilla"}
 
 FAST = "FAST_COMPILE"  # the graph is under test; one test compiles in the default mode
 RNG = np.random.default_rng(0)
@@ -288,20 +293,33 @@ def test_verify():
     report.verify(lambda x, y, g: 2 * g)
 
 
-def test_verify_catches_an_override_that_does_nothing(monkeypatch):
-    def no_rule(x, activation, rule, **params):
-        return override_mod._PLAIN[activation](x, **params)  # the silent failure
-
-    monkeypatch.setattr(override_mod, "activation_with_rule", no_rule)
+@pytest.mark.parametrize("rule", list(LIES))
+def test_verify_catches_an_override_that_applies_another_rule(monkeypatch, rule):
+    real, lie = override_mod.activation_with_rule, LIES[rule]  # counted, the wrong backward
+    monkeypatch.setattr(
+        override_mod, "activation_with_rule", lambda x, act, _, **p: real(x, act, lie, **p)
+    )
     x = pt.matrix("x")
-    _, report = override_gradients(mlp(x, rectify).sum(), "guided")
+    _, report = override_gradients(mlp(x, rectify).sum(), rule)
     assert report.complete  # the counts alone cannot tell
-    with pytest.raises(BackflipValueError, match=r"relu under the rule 'guided': check 'expected'"):
+    name = getattr(rule, "__name__", rule)
+    with pytest.raises(
+        backflip.OverrideCheckError,
+        match=rf"^report\.verify\(\): relu at 0\.5 \* \(x \+ abs\(x\)\) at test_override\.py:"
+        rf"{_line('0.5 * (x + abs(x))')} does not follow the rule '{name}': PyTensor's dL/dx "
+        r"differs from the NumPy reference by up to [\d.e+-]+ \(at x=",
+    ):
         report.verify()
-    monkeypatch.undo()
-    monkeypatch.setitem(override_mod._PLAIN, "relu", bfp.guided_relu)
-    with pytest.raises(BackflipValueError, match="check 'differs_from_default' failed"):
-        override_mod._verify_one("relu", {}, "guided")  # default == the rule: cannot tell
+
+
+def test_verify_covers_every_activation():
+    x = pt.vector("x")
+    h = pt.softplus(x) + x * pt.sigmoid(x) + pt.switch(x > 0, x, 0.3 * pt.expm1(x))
+    _, report = override_gradients(pt.switch(h > 0, h, 0.2 * h).sum(), "guided")
+    assert len(report.activations) == 4
+    report.verify()
+    report.verify("deconvnet")
+    report.verify(user_rule)
 
 
 def test_argument_errors():

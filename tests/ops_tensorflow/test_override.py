@@ -10,12 +10,17 @@ from backflip._testing import require_backend
 tf = require_backend("tensorflow")
 keras = require_backend("keras")
 
+import backflip  # noqa: E402
 import backflip._override_patch as patch_mod  # noqa: E402
 import backflip.tensorflow._override as override_mod  # noqa: E402
 from backflip import BackflipTypeError, BackflipValueError  # noqa: E402
 from backflip import keras as bfk  # noqa: E402
+from backflip.conformance import user_rule  # noqa: E402
 from backflip.rules import apply_rule  # noqa: E402
 from backflip.tensorflow import activation_with_rule, override_gradients  # noqa: E402
+
+# the rule a lying override applies instead of each (user_rule: dL/dx = g * y)
+LIES = {"vanilla": "guided", "guided": "deconvnet", "deconvnet": "vanilla", user_rule: "vanilla"}
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="the Keras tests here need the TF backend"
@@ -342,6 +347,26 @@ def test_user_rule_and_verify():
     assert report.rule == "halve"
     report.verify()
     report.verify("deconvnet")
+
+
+@pytest.mark.parametrize("rule", list(LIES))
+def test_verify_catches_an_override_that_applies_another_rule(monkeypatch, rule):
+    real, lie = override_mod.activation_with_rule, LIES[rule]  # counted, the wrong backward
+    monkeypatch.setattr(
+        override_mod, "activation_with_rule", lambda x, act, _, **p: real(x, act, lie, **p)
+    )
+    f = tf.function(body)
+    with override_gradients(f, rule) as report:
+        grad(f)
+    assert report.complete  # the counts alone cannot tell
+    name = getattr(rule, "__name__", rule)
+    with pytest.raises(
+        backflip.OverrideCheckError,
+        match=r"^report\.verify\(\): relu at tf\.nn\.relu in tf\.function 'body' does not "
+        rf"follow the rule '{name}': TensorFlow's dL/dx differs from the NumPy reference "
+        r"by up to [\d.e+-]+ \(at x=",
+    ):
+        report.verify()
 
 
 def test_docstring_example():

@@ -1,8 +1,10 @@
-"""The custom_gradient contract (docs/guides/custom-gradients.md) in the PyTorch adapter.
+"""The custom_gradient contract (docs/guides/custom-gradients.md): what is PyTorch's own.
 
-The same tests exist for every adapter (tests/ops_<backend>/test_custom_contract.py):
-keyword arguments, the gradient count, callables without ``__name__``, the compiler,
-and the frameworks' own documented custom-gradient examples with their figures.
+The contract itself (keyword arguments, the gradient count, callables without
+``__name__``, the compiler) is tested once for every adapter in
+tests/conformance/test_custom_contract.py. Here: torch.compile's graphs are reused, the
+error without fullgraph, and the frameworks' own documented custom-gradient examples with
+their figures (the same four in every adapter's file).
 """
 
 from __future__ import annotations
@@ -43,84 +45,11 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-# --- keyword arguments ----------------------------------------------------------------
-
-
-def test_keyword_arguments_are_passed_and_get_no_gradient():
-    x, bias = torch.tensor([1.0, 2.0]), torch.tensor([5.0, 6.0])
-    assert torch.equal(scaled(x, 3.0, bias=bias, power=2), torch.tensor([8.0, 18.0]))
-    gx, gbias = _grads(lambda x, b: scaled(x, 3.0, bias=b), x, bias)
-    assert torch.equal(gx, torch.full((2,), 10.0)) and gbias is None
-
-
-def test_keyword_only_tensor_is_a_constant():
-    bias = torch.tensor([5.0, 6.0], requires_grad=True)
-    y = scaled(2.0, 3.0, bias=bias)  # no positional tensor: nothing to differentiate here
-    assert torch.equal(y, torch.tensor([11.0, 12.0]))
-
-
-# --- the gradient count ---------------------------------------------------------------
-
-
-def test_one_gradient_per_positional_argument_tensor_or_not():
-    @custom_gradient
-    def affine(w, x, name, b):  # name: a string argument, which gets None
-        return w * x + b, lambda g: (g * x, g * w, None, None)
-
-    gw, gx, gb = _grads(lambda w, x, b: affine(w, x, "layer", b),
-                        torch.tensor([2.0]), torch.tensor([3.0]), torch.tensor([1.0]))
-    assert (gw.item(), gx.item(), gb) == (3.0, 2.0, None)
-
-
-def test_gradient_for_a_non_tensor_argument_is_discarded():
-    @custom_gradient
-    def mul(x, c):
-        return x * c, lambda g: (g * c, g * x)  # c is a float: its gradient has no taker
-
-    (gx,) = _grads(lambda x: mul(x, 4.0), torch.tensor([1.0, 2.0]))
-    assert torch.equal(gx, torch.full((2,), 4.0))
-
-
-@pytest.mark.parametrize(("grads", "n"), [(lambda g: (10.0 * g,), 1), (lambda g: (g, None, g), 3)])
-def test_wrong_count_names_both_counts_and_the_rule(grads, n):
-    @custom_gradient
-    def two(x, c):
-        return x * c, grads
-
-    with pytest.raises(BackflipTypeError, match=(
-        rf"two returned {n} gradient\(s\); expected 2, one per positional argument of this "
-        r"call\. The rule: grad_fn returns one gradient per positional argument, tensor or "
-        r"not.*keyword arguments are constants")):
-        _grads(lambda x: two(x, 3.0), torch.ones(2))
-
-
-# --- callables without __name__ -------------------------------------------------------
-
-
-def test_partial_and_callable_object():
-    part = custom_gradient(functools.partial(_scaled, bias=1.0))
-    assert part.__name__ == "partial(_scaled)"
-    (gx,) = _grads(lambda x: part(x, 3.0), torch.ones(2))
-    assert torch.equal(gx, torch.full((2,), 10.0))
-
-    class Halve:
-        def __call__(self, x):
-            return x / 2, lambda g: -g
-
-    halve = custom_gradient(Halve())
-    assert halve.__name__ == "test_partial_and_callable_object.<locals>.Halve object"
-    (gx,) = _grads(halve, torch.ones(2))
-    assert torch.equal(gx, -torch.ones(2))
-
-    bad = custom_gradient(functools.partial(lambda x, c, *, k: (x * c * k, lambda g: g), k=2.0))
-    with pytest.raises(BackflipTypeError, match=r"partial\(<lambda>\) returned 1 .* expected 2"):
-        _grads(lambda x: bad(x, 1.0), torch.ones(2))
-
-
 # --- the compiler ---------------------------------------------------------------------
 
 
-def test_torch_compile_fullgraph_with_keywords_partial_and_object():
+def test_torch_compile_fullgraph_reuses_its_graphs():
+    """Keywords, a partial and a callable object in one fullgraph: two graphs, both reused."""
     part = custom_gradient(functools.partial(_scaled, power=2))
 
     class Twice:
@@ -142,11 +71,12 @@ def test_torch_compile_fullgraph_with_keywords_partial_and_object():
     assert cnt.frame_count == 2  # one graph without gradients, one with; both reused
 
 
-def test_wrong_count_under_torch_compile_carries_the_message():
+def test_wrong_count_under_torch_compile_without_fullgraph_is_the_backflip_error():
     """AOT autograd traces the backward when compiling, so the count is checked then.
 
     Without fullgraph Dynamo falls back to eager and the BackflipTypeError itself comes
-    out; with fullgraph=True Dynamo wraps it in its own error, whose text carries ours.
+    out (with fullgraph=True, tests/conformance/test_custom_contract.py: Dynamo may wrap it
+    in its own error, whose text carries ours).
     """
 
     @custom_gradient
@@ -156,11 +86,6 @@ def test_wrong_count_under_torch_compile_carries_the_message():
     message = r"two returned 1 gradient\(s\); expected 2, one per positional argument"
     with pytest.raises(BackflipTypeError, match=message):
         _grads(torch.compile(lambda x: two(x, 3.0), backend="aot_eager"), torch.ones(2))
-    torch._dynamo.reset()
-    # Dynamo's Unsupported is a RuntimeError (or, in a later torch, the error itself)
-    with pytest.raises((BackflipTypeError, RuntimeError), match=message):
-        _grads(torch.compile(lambda x: two(x, 3.0), backend="aot_eager", fullgraph=True),
-               torch.ones(2))
 
 
 # --- the frameworks' documented examples ----------------------------------------------

@@ -8,9 +8,15 @@ from backflip._testing import require_backend
 
 torch = require_backend("torch")
 
+import backflip  # noqa: E402
 import backflip.torch._override as override_mod  # noqa: E402
 from backflip._errors import BackflipTypeError, BackflipValueError  # noqa: E402
-from backflip.torch._override import OverrideReport, override_gradients  # noqa: E402
+from backflip.conformance import user_rule  # noqa: E402
+from backflip.torch import GradientCheckError  # noqa: E402
+from backflip.torch._override import override_gradients  # noqa: E402
+
+# the rule a lying override applies instead of each (user_rule: dL/dx = g * y)
+LIES = {"vanilla": "guided", "guided": "deconvnet", "deconvnet": "vanilla", user_rule: "vanilla"}
 
 nn = torch.nn
 F = torch.nn.functional
@@ -235,18 +241,35 @@ def test_verify():
     report.verify(lambda x, y, g: 2 * g)
 
 
-def test_verify_catches_an_override_that_does_nothing(monkeypatch):
-    def no_rule(x, activation, rule, **params):
-        return torch.relu(x)  # the silent failure: default gradients
-
-    monkeypatch.setattr(override_mod, "activation_with_rule", no_rule)
-    report = OverrideReport(rule="guided", _rule="guided", _verify_one=override_mod._verify_one)
-    report.seen = 1
-    report.activations[("relu", ())] = 1
-    from backflip.torch import GradientCheckError
-
-    with pytest.raises(GradientCheckError, match=r"check 'expected' failed"):
+@pytest.mark.parametrize("rule", list(LIES))
+def test_verify_catches_an_override_that_applies_another_rule(monkeypatch, rule):
+    real, lie = override_mod.activation_with_rule, LIES[rule]  # counted, the wrong backward
+    monkeypatch.setattr(
+        override_mod, "activation_with_rule", lambda x, act, _, **p: real(x, act, lie, **p)
+    )
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    with override_gradients(model, rule) as report:
+        model(torch.ones(1, 2))
+    assert report.complete  # the counts alone cannot tell
+    name = getattr(rule, "__name__", rule)
+    with pytest.raises(
+        backflip.OverrideCheckError,
+        match=rf"^report\.verify\(\): relu at module '1' \(ReLU\) does not follow the rule "
+        rf"'{name}': PyTorch's dL/dx differs from the NumPy reference by up to [\d.e+-]+ \(at x=",
+    ) as info:
         report.verify()
+    # still a GradientCheckError, as before backflip.OverrideCheckError existed
+    assert isinstance(info.value, GradientCheckError)
+    assert (info.value.report.ok, info.value.report.failed_check) == (False, "expected")
+
+
+def test_verify_follows_pytorchs_softplus_threshold_and_tanh_gelu():
+    model = nn.Sequential(nn.Softplus(beta=2.0, threshold=1.0), nn.GELU("tanh"))
+    with override_gradients(model, "guided") as report:
+        model(torch.ones(1, 2))
+    report.verify()  # linear softplus where beta * x > 1, the tanh GELU's own derivative
+    report.verify(user_rule)
+    report.verify("vanilla")
 
 
 def test_argument_errors():

@@ -69,12 +69,12 @@ from backflip._override_patch import (
     Table,
     Watch,
     add_backward_files,
-    check_activation_rule,
     owner_of,
     pass_through,
     patched,
 )
 from backflip._override_report import OverrideReport, rule_name
+from backflip._override_verify import Checker
 from backflip.keras._backend import require_gradients
 from backflip.keras._ops import activation_with_rule
 from backflip.rules import check_rule
@@ -261,15 +261,6 @@ def _all_layers(model: Any) -> dict[int, Any]:
 
 # --- report.verify() -------------------------------------------------------------
 
-_PLAIN = {
-    "relu": lambda x: ops.relu(x),
-    "leaky_relu": lambda x, negative_slope=0.01: ops.leaky_relu(x, negative_slope),
-    "elu": lambda x, alpha=1.0: ops.elu(x, alpha),
-    "gelu": lambda x: ops.gelu(x, approximate=False),
-    "silu": lambda x: ops.silu(x),
-    "softplus": lambda x, beta=1.0: ops.softplus(beta * x) / beta,
-}
-
 
 def vjp(fn: Callable[[Any], Any], x: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(y, dL/dx)`` of ``y = fn(x)`` for upstream ``g``, as NumPy, on the Keras backend."""
@@ -295,20 +286,13 @@ def vjp(fn: Callable[[Any], Any], x: np.ndarray, g: np.ndarray) -> tuple[np.ndar
     return y.detach().numpy(), dx.numpy()
 
 
-def _verify_one(activation: str, params: dict, rule: Rule) -> None:
-    """The rule's VJP == the rule applied to Keras's own derivative, and (guided,
-    deconvnet) != the default VJP, on random float32 inputs."""
+def _gradient(x: np.ndarray, activation: str, rule: Rule, params: dict, g: np.ndarray):
+    """``dL/dx`` of ``activation_with_rule`` at ``x`` for cotangent ``g`` (NumPy)."""
+    return vjp(lambda v: activation_with_rule(v, activation, rule, **params), x, g)[1]
 
-    def user_rule(x, y, g):
-        t = ops.convert_to_tensor
-        return ops.convert_to_numpy(rule(t(x), t(y), t(g)))
 
-    check_activation_rule(
-        activation, params, rule, vjp=vjp,
-        plain=lambda v: _PLAIN[activation](v, **params),
-        overridden=lambda v: activation_with_rule(v, activation, rule, **params),
-        user_rule=user_rule,
-    )  # fmt: skip
+#: report.verify()'s checker on the current Keras backend
+CHECKER = Checker("Keras", _gradient, tensor=ops.convert_to_tensor, numpy=ops.convert_to_numpy)
 
 
 # --- the context manager -----------------------------------------------------------
@@ -320,7 +304,7 @@ def override(
     rule: Rule,
     strict: bool,
     extra_tables: tuple[Table, ...] = (),
-    verify_one: Callable[[str, dict, Any], None] = _verify_one,
+    checks: tuple[Checker, ...] = (CHECKER,),
     where: str = "backflip.keras.override_gradients",
 ) -> Iterator[OverrideReport]:
     """:func:`override_gradients` with more watches (the TensorFlow adapter's ``tf.nn``)."""
@@ -336,7 +320,7 @@ def override(
             f"override_gradients is already active on this {type(model).__name__}; one rule "
             "per model at a time: leave the outer block first."
         )
-    report = OverrideReport(rule=rule_name(rule), _rule=rule, _verify_one=verify_one)
+    report = OverrideReport(rule=rule_name(rule), _rule=rule, _checks=checks)
     layers: dict[int, Any] = {}
 
     on_tf = keras.backend.backend() == "tensorflow"

@@ -56,11 +56,11 @@ from backflip._override_patch import (
     Table,
     Watch,
     add_backward_files,
-    check_activation_rule,
     owner_of,
     patched,
 )
 from backflip._override_report import OverrideReport, rule_name
+from backflip._override_verify import Checker
 from backflip.rules import check_rule
 from backflip.tensorflow._ops import activation_with_rule
 
@@ -160,33 +160,17 @@ def _table() -> Table:
 
 # --- report.verify() -------------------------------------------------------------
 
-_PLAIN = {
-    "relu": lambda x: tf.nn.relu(x),
-    "leaky_relu": lambda x, negative_slope=0.01: tf.nn.leaky_relu(x, alpha=negative_slope),
-    "elu": lambda x, alpha=1.0: tf.where(x > 0, tf.nn.elu(x), alpha * tf.nn.elu(x)),
-    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
-    "silu": lambda x: tf.nn.silu(x),
-    "softplus": lambda x, beta=1.0: tf.math.softplus(beta * x) / beta,
-}
 
-
-def _vjp(fn, x: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _gradient(x: np.ndarray, activation: str, rule: Rule, params: dict, g: np.ndarray):
+    """``dL/dx`` of ``activation_with_rule`` at ``x`` for cotangent ``g`` (NumPy)."""
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(xt)
-        y = fn(xt)
-    return y.numpy(), tape.gradient(y, xt, output_gradients=tf.constant(g)).numpy()
+        y = activation_with_rule(xt, activation, rule, **params)
+    return tape.gradient(y, xt, output_gradients=tf.constant(g)).numpy()
 
 
-def _verify_one(activation: str, params: dict, rule: Rule) -> None:
-    """The rule's VJP == the rule applied to TensorFlow's own derivative, and (guided,
-    deconvnet) != the default VJP, on random float32 inputs."""
-    check_activation_rule(
-        activation, params, rule, vjp=_vjp,
-        plain=lambda v: _PLAIN[activation](v, **params),
-        overridden=lambda v: activation_with_rule(v, activation, rule, **params),
-        user_rule=lambda x, y, g: rule(tf.constant(x), tf.constant(y), tf.constant(g)).numpy(),
-    )  # fmt: skip
+_CHECKER = Checker("TensorFlow", _gradient, tensor=tf.constant)
 
 
 # --- tf.function -------------------------------------------------------------------
@@ -265,7 +249,7 @@ def _override_function(fn: Function, rule: Rule, strict: bool) -> Iterator[Overr
             "override_gradients is already active on this tf.function; one rule per "
             "function at a time: leave the outer block first."
         )
-    report = OverrideReport(rule=rule_name(rule), _rule=rule, _verify_one=_verify_one)
+    report = OverrideReport(rule=rule_name(rule), _rule=rule, _checks=(_CHECKER,))
     tables = (_table(), *_keras_tables())
     block = Block(report, rule, strict, tables,
                   lambda label, frames: _name_site(label, frames, fn))  # fmt: skip
@@ -316,14 +300,11 @@ def override_gradients(model: Any, rule: Rule, strict: bool = True) -> Iterator[
                 f"{_WHERE} got a Keras model on the {backend!r} backend; use "
                 "backflip.keras.override_gradients for it (it covers every backend)."
             )
-        from backflip.keras._override import _verify_one as keras_verify_one
+        from backflip.keras._override import CHECKER as KERAS_CHECKER
         from backflip.keras._override import override
 
-        def verify_both(activation: str, params: dict, rule: Any) -> None:
-            _verify_one(activation, params, rule)
-            keras_verify_one(activation, params, rule)
-
-        with override(model, rule, strict, (_table(),), verify_both, _WHERE) as report:
+        checks = (_CHECKER, KERAS_CHECKER)  # a layer may call tf.nn or keras.ops
+        with override(model, rule, strict, (_table(),), checks, _WHERE) as report:
             yield report
         return
     if not isinstance(model, Function):

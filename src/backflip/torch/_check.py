@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from backflip._errors import BackflipError, BackflipTypeError
+from backflip._errors import BackflipTypeError, OverrideCheckError
 
 __all__ = ["GradientCheckError", "GradientReport", "check_gradient"]
 
@@ -27,10 +27,13 @@ _TOL = {
 }
 
 
-class GradientCheckError(BackflipError, AssertionError):
+class GradientCheckError(OverrideCheckError):
     """A :func:`check_gradient` check failed; ``.report`` holds the :class:`GradientReport`.
 
-    Also an :class:`AssertionError`. Here the identity's gradient ``dL/dx = dL/dy`` is
+    A :class:`~backflip.OverrideCheckError` (so a :class:`~backflip.BackflipError` and an
+    :class:`AssertionError`): ``except backflip.OverrideCheckError`` catches every failed
+    gradient check, and a failed ``report.verify()`` of
+    :func:`backflip.torch.override_gradients` raises this class, as it always has. Here the identity's gradient ``dL/dx = dL/dy`` is
     checked against the reversal rule ``dL/dx = -dL/dy``, and fails:
 
     >>> def reversal(x, output, grad_output):
