@@ -29,6 +29,7 @@ import backflip.keras._override as override_mod  # noqa: E402
 from backflip import BackflipTypeError, BackflipValueError  # noqa: E402
 from backflip.conformance import user_rule  # noqa: E402
 from backflip.keras import override_gradients  # noqa: E402
+from backflip.rules import apply_rule  # noqa: E402
 from backflip.torch import override_gradients as torch_override  # noqa: E402
 
 # the rule a lying override applies instead of each (user_rule: dL/dx = g * y)
@@ -338,20 +339,44 @@ def test_strict_raises_naming_the_layer(layer, label):
 
 
 def test_strict_names_a_call_in_a_custom_layer():
-    class ApproxGelu(L.Layer):
+    class Relu6(L.Layer):
         def call(self, x):
-            return ops.gelu(x)  # keras.ops.gelu's default is the tanh approximation
+            return ops.relu6(x)  # no rule covers relu6
 
-    layer = ApproxGelu(name="g")
-    line = ApproxGelu.call.__code__.co_firstlineno + 1
-    with pytest.raises(BackflipValueError, match=rf"to keras\.ops\.gelu\(approximate=True\) in "
-                       rf"ApproxGelu\.call of 'g' at test_override\.py:{line}: no gradient rule "
-                       r"covers keras\.ops\.gelu\(approximate=True\)"):  # fmt: skip
+    layer = Relu6(name="r")
+    line = Relu6.call.__code__.co_firstlineno + 1
+    with pytest.raises(BackflipValueError, match=rf"to keras\.ops\.relu6 in "
+                       rf"Relu6\.call of 'r' at test_override\.py:{line}: no gradient rule "
+                       r"covers keras\.ops\.relu6"):  # fmt: skip
         with override_gradients(layer, "deconvnet"):
             layer(X)
     with override_gradients(L.Activation(keras.activations.gelu), "deconvnet") as report:
         pass
     assert report.seen == 0  # no forward inside the block: nothing seen
+
+
+@pytest.mark.parametrize("rule", ["vanilla", "guided", "deconvnet"])
+def test_tanh_gelu_is_covered(rule, vjp):
+    """``keras.ops.gelu``'s default, the tanh approximation, follows the rule."""
+
+    class ApproxGelu(L.Layer):
+        def call(self, x):
+            return ops.gelu(x)
+
+    layer, g = ApproxGelu(), RNG.standard_normal(X.shape).astype("float32")
+    y_default, dx_default = vjp(layer, X, g)
+    with override_gradients(layer, rule) as report:
+        y, dx = vjp(layer, X, g)
+    assert report.complete and report.overridden == 1
+    assert "keras.ops.gelu(approximate=True)" in str(report)
+    np.testing.assert_allclose(y, y_default, rtol=1e-6, atol=1e-6)  # the same forward
+    want = apply_rule(rule, "gelu", X, g, approximate="tanh")
+    np.testing.assert_allclose(dx, want, rtol=1e-5, atol=1e-6)
+    if rule == "vanilla":
+        np.testing.assert_allclose(dx, dx_default, rtol=1e-5, atol=1e-6)
+    else:
+        assert not np.allclose(dx, dx_default, atol=1e-3)
+    report.verify()
 
 
 def test_calls_outside_the_model_are_untouched(vjp):

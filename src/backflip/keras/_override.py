@@ -18,14 +18,14 @@ touched.
 Nonlinearities it watches, on the TensorFlow, JAX and PyTorch backends:
 
 * covered (routed to :func:`backflip.keras.activation_with_rule`): ``relu``,
-  ``leaky_relu``, ``elu``, ``gelu(approximate=False)``, ``silu``/``swish``,
+  ``leaky_relu``, ``elu``, ``gelu`` (exact and ``approximate=True``, the tanh form
+  that is ``keras.ops.gelu``'s default), ``silu``/``swish``,
   ``softplus`` as ``keras.ops.*`` or ``keras.activations.*`` calls, as a layer's
   ``activation=`` (name or function), and the layers ``ReLU`` (also with
   ``negative_slope``), ``LeakyReLU``, ``ELU`` and ``Activation``;
 * watched but not covered (``strict=True`` raises, ``strict=False`` keeps the default
   gradient and lists the layer in the report): ``tanh``, ``sigmoid``, ``relu6``,
-  ``gelu(approximate=True)`` (``keras.ops.gelu``'s default; the rules have the exact
-  GELU only), ``relu`` with ``max_value`` or ``threshold``, ``mish``, ``selu``,
+  ``relu`` with ``max_value`` or ``threshold``, ``mish``, ``selu``,
   ``celu``, ``glu``, ``hard_sigmoid``, ``hard_silu``/``hard_swish``, ``hard_tanh``,
   ``log_sigmoid``, ``softsign``, ``soft_shrink``, ``hard_shrink``, ``tanh_shrink``,
   ``sparse_plus``, ``squareplus``, ``sparse_sigmoid``, ``threshold``, and the
@@ -108,8 +108,8 @@ def _bind(label: str, activation: str | None, names: tuple = (), defaults: dict 
 
 
 def _bind_gelu(x, approximate=True):
-    if approximate:
-        return x, None, {}, "keras.ops.gelu(approximate=True)"
+    if approximate:  # keras.ops.gelu's default: the tanh approximation
+        return x, "gelu", {"approximate": "tanh"}, "keras.ops.gelu(approximate=True)"
     return x, "gelu", {}, "keras.ops.gelu"
 
 

@@ -26,9 +26,9 @@ tf.function traced outside the scope it silently does nothing, and it maps op ty
 (``Relu``), which GELU and SiLU are not.
 
 Covered: ``tf.nn.relu``, ``tf.nn.leaky_relu``, ``tf.nn.elu``,
-``tf.nn.gelu(approximate=False)``, ``tf.nn.silu``/``tf.nn.swish`` (``beta=1``),
+``tf.nn.gelu`` (exact and ``approximate=True``), ``tf.nn.silu``/``tf.nn.swish`` (``beta=1``),
 ``tf.nn.softplus``/``tf.math.softplus``. Watched but not covered (``strict=True``
-raises): ``gelu(approximate=True)``, ``silu`` with another ``beta``, ``relu6``,
+raises): ``silu`` with another ``beta``, ``relu6``,
 ``crelu``, ``selu``, ``softsign``, ``sigmoid`` and ``tanh`` (in every namespace) and
 ``tf.math.log_sigmoid``. Not watched: ``tf.nn.softmax``/``log_softmax``
 (normalisations), ``tf.maximum(x, 0)``, ``tf.raw_ops`` and code bound to the
@@ -101,7 +101,7 @@ def _bind_gelu(label):
     def bind(*args, **kwargs):
         x, rest, kwargs = _input(args, kwargs)
         if kwargs.get("approximate", rest[0] if rest else False):
-            return x, None, {}, f"{label}(approximate=True)"
+            return x, "gelu", {"approximate": "tanh"}, f"{label}(approximate=True)"
         return x, "gelu", {}, label
 
     return bind
