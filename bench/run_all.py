@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 SCRIPTS = ("ops.py", "backends_jax_pytensor.py", "backends_tf_keras.py", "saliency.py",
-           "override_jax_pytensor.py", "override_tf_keras.py", "train.py",
+           "override_torch.py", "override_jax_pytensor.py", "override_tf_keras.py", "train.py",
            "train_data.py")
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -70,8 +70,8 @@ NUMPY = Namespace(
     maximum=np.maximum, minimum=np.minimum, where=np.where, exp=np.exp, expm1=np.expm1,
     tanh=np.tanh, erf=np.vectorize(math.erf, otypes=[np.float64]),
     sigmoid=lambda x: 1.0 / (1.0 + np.exp(-x)), softplus=lambda x: np.logaddexp(0.0, x),
-    norm=lambda g: np.sqrt(np.sum(np.square(g.astype(np.float64)))),
-    full=lambda v, like: np.asarray(v, np.asarray(like).dtype),
+    norm=lambda g: np.sqrt(np.sum(np.square(g))),
+    full=lambda v, like: np.asarray(representable(v, str(np.asarray(like).dtype))),
     cast=lambda t, like: np.asarray(t).astype(np.asarray(like).dtype),
 )
 """The :class:`Namespace` of NumPy: the shared maths evaluated as a reference check."""
@@ -247,7 +247,7 @@ class Backend:
 
         return wrapper
 
-    native: Mapping[str, Callable[..., Any]] = {}
+    native: Mapping[str, Callable[..., Any]] = MappingProxyType({})
     """The framework's own forwards, ``name -> fn(x, **params)``, used where given."""
 
     def forward(self, name: str, x: Any, params: dict) -> Any:

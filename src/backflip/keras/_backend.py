@@ -151,9 +151,10 @@ def _full(value: float, like: Any) -> Any:
         representable(value, keras.backend.standardize_dtype(like.dtype)), dtype=like.dtype)
 
 
-# Not ops.maximum / ops.minimum: under the torch backend (Keras 3.15) they return
-# float32 for two float64 tensors (keras' result_type misreads torch dtypes), so a
-# float64 gradient came back rounded. ops.where keeps the dtype (and a NaN in ``a``).
+# Not ops.maximum / ops.minimum: they promote through keras' result_type, which maps
+# float64 to float32 on every backend but TensorFlow (BIT64_TO_BIT32_DTYPE in
+# keras/src/backend/common/dtypes.py, "to be aligned with JAX's default"), so a float64
+# gradient came back rounded under torch. ops.where keeps the dtype (and a NaN in ``a``).
 XP = Namespace(
     maximum=lambda a, b: ops.where(a < b, b, a), minimum=lambda a, b: ops.where(a > b, b, a),
     where=ops.where, exp=ops.exp,

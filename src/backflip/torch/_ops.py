@@ -4,19 +4,11 @@ The primitives are in :mod:`backflip.torch._backend`; what is the framework's ow
 is said in each docstring after the shared text (:mod:`backflip._backend`).
 """
 
+from backflip._api import CORE_OPS
 from backflip._backend import export
 from backflip.torch._backend import TORCH
 
-__all__ = [
-    "activation_with_rule",
-    "clip_gradient",
-    "clip_gradient_norm",
-    "custom_gradient",
-    "deconvnet_relu",
-    "guided_relu",
-    "reverse_gradient",
-    "scale_gradient",
-]
+__all__ = list(CORE_OPS)
 
 _NOTES = {
     "reverse_gradient": """
@@ -105,4 +97,4 @@ activation_with_rule = _ops.activation_with_rule
 guided_relu = _ops.guided_relu
 deconvnet_relu = _ops.deconvnet_relu
 
-__test__ = {name: getattr(_ops, name).__doc__ for name in __all__}
+__test__ = {name: getattr(_ops, name).__doc__ for name in CORE_OPS}  # run as doctests
