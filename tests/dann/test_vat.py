@@ -87,7 +87,8 @@ def test_dropout_is_off_in_its_passes_and_the_global_rng_untouched():
     model = nn.Sequential(nn.Linear(3, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 4)).train()
     x, noise = torch.randn(32, 3), torch.randn(32, 3)
     state = torch.get_rng_state()
-    assert vat_loss(model, x, noise, eps=1e-6).item() < 1e-9
+    # float32 rounding leaves ~5e-9 on some CPUs; fresh masks in each pass give ~3e-2
+    assert vat_loss(model, x, noise, eps=1e-6).item() < 1e-6
     assert torch.equal(torch.get_rng_state(), state)
     assert model[2].training  # restored
 
