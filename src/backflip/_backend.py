@@ -51,6 +51,7 @@ __all__ = [
     "clip_backward",
     "clip_norm_backward",
     "export",
+    "relu_backward",
     "representable",
     "rule_backward",
 ]
@@ -61,8 +62,9 @@ class Namespace(SimpleNamespace):
 
     ``maximum``, ``minimum``, ``where(cond, a, b)``, ``norm(g)`` (the L2 norm of the
     whole tensor), ``full(value, like)`` (a 0-d tensor of ``like``'s dtype),
-    ``cast(t, like)``, ``exp``, ``expm1``, ``erf``, ``tanh``, ``sigmoid``; ``+ - * / >``
-    are the tensors' own operators.
+    ``cast(t, like)``, ``exp``, ``expm1``, ``erf``, ``tanh``, ``sigmoid``, ``softplus``;
+    where :meth:`Backend.backward` is used, ``relu`` and ``relu_grad(g, y)``
+    (``g * 1[y > 0]``). ``+ - * / >`` are the tensors' own operators.
     """
 
 
@@ -73,6 +75,7 @@ NUMPY = Namespace(
     norm=lambda g: np.sqrt(np.sum(np.square(g))),
     full=lambda v, like: np.asarray(representable(v, str(np.asarray(like).dtype))),
     cast=lambda t, like: np.asarray(t).astype(np.asarray(like).dtype),
+    relu=lambda g: np.maximum(g, 0).astype(g.dtype), relu_grad=lambda g, y: np.where(y > 0, g, 0),
 )
 """The :class:`Namespace` of NumPy: the shared maths evaluated as a reference check."""
 
@@ -132,6 +135,20 @@ def rule_backward(
     return vjp(g)
 
 
+def relu_backward(xp: Namespace, rule: str, y: Any, g: Any) -> Any:
+    """ReLU's built-in rules from its output ``y``, in the fewest ops.
+
+    vanilla ``relu_grad(g, y) = g * 1[y > 0]``; guided ``relu_grad(relu(g), y)``;
+    deconvnet ``relu(g)`` (the rules of :func:`rule_backward`, as PyTorch's own ReLU
+    backward computes them).
+    """
+    if rule == "deconvnet":
+        return xp.relu(g)
+    if rule == "guided":
+        g = xp.relu(g)
+    return xp.relu_grad(g, y)
+
+
 # --- custom_gradient, once ----------------------------------------------------------
 
 
@@ -178,6 +195,8 @@ class Backend:
     """
 
     name = "backend"
+    tensor_type = "Any"
+    """The tensor type in the public signatures (``"jax.Array"``)."""
     word = "tensor"
     param_dtypes = "float"
     article = "a"
@@ -257,7 +276,13 @@ class Backend:
         return FORWARDS[name](self.xp, x, **params)
 
     def backward(self, name: str, rule: Any, params: dict, x: Any, y: Any, g: Any) -> Any:
-        """``dL/dx`` of ``rule`` with ``act'`` from the shared table (:mod:`backflip._activations`)."""
+        """``dL/dx`` of ``rule`` with ``act'`` from the shared table (:mod:`backflip._activations`).
+
+        ReLU's built-in rules take :func:`relu_backward`'s path (from the output, with the
+        framework's fused ReLU gradient where it has one).
+        """
+        if name == "relu" and not callable(rule):
+            return relu_backward(self.xp, rule, y, g)
         return rule_backward(
             self.xp, rule, lambda g: g * DERIVATIVES[name](self.xp, x, **params), x, y, g)
 
@@ -395,13 +420,32 @@ def export(backend: Backend, module: str, notes: Mapping[str, str]) -> SimpleNam
         return activation_with_rule(x, "relu", "deconvnet")
 
     out = SimpleNamespace()
+    types = _signatures(b.tensor_type)
     for fn in (reverse_gradient, scale_gradient, clip_gradient, clip_gradient_norm,
                custom_gradient, activation_with_rule, guided_relu, deconvnet_relu):
         fn.__module__, fn.__qualname__ = module, fn.__name__
         fn.__doc__ = _DOCS[fn.__name__] + "\n\n" + _dedent(notes[fn.__name__])
+        fn.__annotations__ = types[fn.__name__]
         setattr(out, fn.__name__, fn)
     assert set(vars(out)) == set(CORE_OPS)
     return out
+
+
+def _signatures(t: str) -> dict[str, dict[str, str]]:
+    """The public functions' annotations, in the framework's tensor type ``t``."""
+    grad_fn = f"Callable[..., tuple[{t}, Callable[..., Any]]]"
+    rule = f"str | Callable[[{t}, {t}, {t}], {t}]"
+    return {
+        "reverse_gradient": {"x": t, "lambd": f"float | {t}", "return": t},
+        "scale_gradient": {"x": t, "factor": f"float | {t}", "return": t},
+        "clip_gradient": {"x": t, "min": "float | None", "max": "float | None", "return": t},
+        "clip_gradient_norm": {"x": t, "max_norm": "float", "return": t},
+        "custom_gradient": {"fn": grad_fn, "return": f"Callable[..., {t}]"},
+        "activation_with_rule": {"x": t, "activation": "str", "rule": rule,
+                                 "params": "float | str", "return": t},
+        "guided_relu": {"x": t, "return": t},
+        "deconvnet_relu": {"x": t, "return": t},
+    }
 
 
 def _dedent(text: str) -> str:

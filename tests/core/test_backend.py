@@ -77,3 +77,10 @@ def test_export_builds_the_eight_functions_with_their_notes():
     assert fn.__doc__.startswith("Gradient reversal") and "# reverse_gradient" in fn.__doc__
     with pytest.raises(NotImplementedError):  # a Backend must supply its primitives
         fn(np.ones(2), 0.5)
+
+
+@pytest.mark.parametrize("rule", rules.RULES)
+def test_relu_backward_matches_apply_rule(rule):
+    y = np.maximum(X, 0.0)
+    np.testing.assert_array_equal(_backend.relu_backward(XP, rule, y, G),
+                                  rules.apply_rule(rule, "relu", X, G))

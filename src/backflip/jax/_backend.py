@@ -58,6 +58,7 @@ def _is_array_tree(a: Any) -> bool:
 
 class JaxBackend(Backend):
     name, word, article = "jax", "array", "an"
+    tensor_type = "jax.Array"
     cast_hint = "cast first, e.g. x.astype(jnp.float32)"
     param_hint = "Pass e.g. 0.5 or jnp.float32(0.5)"
     param_dtypes = "number"

@@ -161,6 +161,7 @@ XP = Namespace(
     expm1=ops.expm1, tanh=ops.tanh, erf=ops.erf, sigmoid=ops.sigmoid,
     softplus=ops.softplus, norm=lambda g: ops.sqrt(ops.sum(ops.square(g))), full=_full,
     cast=lambda t, like: ops.cast(t, like.dtype),
+    relu=ops.relu, relu_grad=lambda g, y: ops.where(y > 0, g, ops.zeros_like(g)),
 )
 """``keras.ops`` for the shared maths."""
 

@@ -86,6 +86,7 @@ def _rule_op(backend: Backend, name: str, rule: Any, params: tuple, dtype: str,
 
 class PyTensorBackend(Backend):
     name = "pytensor"
+    tensor_type = "TensorVariable"
     cast_hint = "cast first, e.g. x.astype('float64')"
     param_hint = "Pass e.g. pt.scalar('lambd') (floatX) or 0.5"
     xp = XP

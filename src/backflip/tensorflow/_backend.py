@@ -25,6 +25,8 @@ XP = Namespace(
     softplus=tf.math.softplus, norm=lambda g: tf.sqrt(tf.reduce_sum(tf.square(g))),
     full=lambda v, like: tf.constant(v, like.dtype),
     cast=lambda t, like: tf.cast(t, like.dtype),
+    relu=tf.nn.relu,
+    relu_grad=lambda g, y: tf.raw_ops.ReluGrad(gradients=g, features=y),  # one fused op
 )
 """TensorFlow's array functions for the shared maths."""
 
@@ -48,6 +50,7 @@ def _staged(check: Callable[..., Any], *args: Any) -> Any:
 
 class TensorFlowBackend(Backend):
     name = "tensorflow"
+    tensor_type = "tf.Tensor"
     cast_hint = "cast first, e.g. tf.cast(x, tf.float32)"
     param_hint = "Pass e.g. tf.constant(0.5) or a float32 tf.Variable"
     xp = XP

@@ -168,6 +168,7 @@ class TorchBackend(Backend):
     """PyTorch: its own autograd Functions (views, fused kernels, vmap rules, compile guards)."""
 
     name = "torch"
+    tensor_type = "torch.Tensor"
     xp = XP
 
     def check_input(self, x: Any, where: str) -> torch.Tensor:
