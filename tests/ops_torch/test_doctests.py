@@ -11,7 +11,7 @@ from backflip._testing import require_backend
 
 torch = require_backend("torch")
 
-MODULES = ["_ops", "_custom", "_modules", "_check", "_override"]
+MODULES = ["_ops", "_modules", "_check", "_override"]
 
 
 @pytest.mark.parametrize("name", MODULES)

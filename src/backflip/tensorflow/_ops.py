@@ -98,13 +98,7 @@ _NOTES = {
 }
 
 _ops = export(TF, __name__, _NOTES)
-reverse_gradient = _ops.reverse_gradient
-scale_gradient = _ops.scale_gradient
-clip_gradient = _ops.clip_gradient
-clip_gradient_norm = _ops.clip_gradient_norm
-custom_gradient = _ops.custom_gradient
-activation_with_rule = _ops.activation_with_rule
-guided_relu = _ops.guided_relu
-deconvnet_relu = _ops.deconvnet_relu
+(reverse_gradient, scale_gradient, clip_gradient, clip_gradient_norm, custom_gradient,
+ activation_with_rule, guided_relu, deconvnet_relu) = (getattr(_ops, n) for n in CORE_OPS)
 
 __test__ = {name: getattr(_ops, name).__doc__ for name in CORE_OPS}  # run as doctests

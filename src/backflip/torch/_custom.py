@@ -88,23 +88,11 @@ class _Custom(torch.autograd.Function):
 def custom_gradient(
     fn: Callable[..., tuple[torch.Tensor, Callable]],
 ) -> Callable[..., torch.Tensor]:
-    """Decorator: ``fn(*args, **kwargs)`` returns ``(y, grad_fn)``; backward is ``grad_fn(dL/dy)``.
+    """PyTorch's primitive behind :func:`backflip.torch.custom_gradient` (documented there).
 
-    The contract, the same in every backflip adapter, is in
-    ``docs/guides/custom-gradients.md``: ``grad_fn`` returns one gradient per positional
-    argument, tensor or not (``None`` for one that gets none); keyword arguments are
-    constants. Here ``y`` is one tensor; a gradient must have its argument's shape (else
+    ``y`` is one tensor; a gradient must have its argument's shape (else
     :class:`~backflip.BackflipValueError`). The backward may use tensor ops, which makes
-    it differentiable again (double backward applies ``grad_fn``'s own derivative). It
-    works under ``torch.func.grad``/``vmap`` and ``torch.compile(fullgraph=True)``.
-
-    >>> @custom_gradient
-    ... def cube(x):
-    ...     return x**3, lambda g: g * x  # deliberately not the derivative 3x²
-    >>> x = torch.tensor([2.0], requires_grad=True)
-    >>> cube(x).sum().backward()
-    >>> x.grad
-    tensor([2.])
+    it differentiable again (double backward applies ``grad_fn``'s own derivative).
     """
     name = check_decoratee(fn)
 
