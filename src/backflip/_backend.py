@@ -242,6 +242,10 @@ class Backend:
         """``y = x``, ``dL/dx = factor * dL/dy`` at every order (``factor`` 0-d, x's dtype)."""
         raise NotImplementedError
 
+    def reverse(self, x: Any, lambd: Any) -> Any:
+        """``y = x``, ``dL/dx = -lambd * dL/dy``: :meth:`times` by ``-lambd`` unless overridden."""
+        return self.times(x, -lambd)
+
     def identity_vjp(self, x: Any, backward: Callable[..., Any], *static: Any) -> Any:
         """``y = x``, ``dL/dx = backward(self.xp, g, *static)``; ``static`` hashable."""
         raise NotImplementedError
@@ -386,7 +390,7 @@ def export(backend: Backend, module: str, notes: Mapping[str, str]) -> SimpleNam
 
     def reverse_gradient(x: Any, lambd: Any = 1.0) -> Any:
         x = b.check_input(x, "reverse_gradient")
-        return b.times(x, -b.param(lambd, b.dtype(x), "lambd", "reverse_gradient"))
+        return b.reverse(x, b.param(lambd, b.dtype(x), "lambd", "reverse_gradient"))
 
     def scale_gradient(x: Any, factor: Any) -> Any:
         x = b.check_input(x, "scale_gradient")

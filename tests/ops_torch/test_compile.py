@@ -120,3 +120,13 @@ def test_bad_float_lambd_is_caught_while_compiling():
     for bad in (-1.0, float("nan")):
         with pytest.raises(Exception, match=r"reverse_gradient got an invalid value while compil"):
             _grad(f, bad)
+
+
+def test_compiled_reversal_with_a_tensor_lambd_saves_nothing(saved_bytes):
+    """λ is negated in the backward: the compiled forward computes and saves nothing for it."""
+    f = torch.compile(reverse_gradient, backend="aot_eager", fullgraph=True)
+    x, lambd = torch.randn(8, 3, requires_grad=True), torch.tensor(0.5)
+    nbytes, y = saved_bytes(lambda: f(x, lambd))
+    assert nbytes == 0
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad, torch.full_like(x, -0.5))

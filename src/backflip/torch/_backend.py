@@ -187,6 +187,10 @@ class TorchBackend(Backend):
     def times(self, x: torch.Tensor, factor: Any) -> torch.Tensor:
         return _Scale.apply(x, factor, False)
 
+    def reverse(self, x: torch.Tensor, lambd: Any) -> torch.Tensor:
+        # λ negated in the backward: nothing computed, allocated or saved in the forward
+        return _Scale.apply(x, lambd, True)
+
     def identity_vjp(self, x: torch.Tensor, backward: Any, *static: Any) -> torch.Tensor:
         # the same maths as backflip._backend's, as one fused kernel each
         return _IDENTITY[backward].apply(x, *static)
