@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,9 @@ def check_out(out: str | os.PathLike[str] | None) -> Path | None:
     path = Path(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".backflip-write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        # a probe of its own: every torchrun process checks the same folder at once
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".backflip-write-test-"):
+            pass
     except OSError as err:
         raise BackflipValueError(
             f"the output folder {str(path)!r} is not writable ({err.strerror}). Pass a folder "
