@@ -2,7 +2,7 @@
 
 Framework-neutral: it imports no framework, and Hypothesis only inside the functions
 that build strategies, so ``import backflip`` (and this module) works without it.
-Each backend's ``tests/ops_<backend>/test_properties.py`` draws
+``tests/conformance/test_properties.py`` draws, for every backend,
 
 * :func:`valid_cases`: a :class:`PropCase` (op, parameters, ``x``, ``g``, dtype) whose
   shapes include ``()``, ``(0,)``, ``(0, 3)``, small ones and, rarely, ``(4096,)``;
@@ -186,28 +186,26 @@ def _shapes():
     return shapes()
 
 
-def _magnitudes(dtype: str, *, positive: bool = False, f32: bool = False):
+def _magnitudes(dtype: str, *, positive: bool = False):
     """Parameter values: 0 (unless ``positive``), tiny, ordinary and huge finite ones.
 
-    float64 examples also get ``1e-300`` and ``1e300``; with ``f32`` only values exact
-    in float32 (and within its range) are drawn.
+    float64 examples also get ``1e-300`` and ``1e300``.
     """
     from hypothesis import strategies as st
 
-    wide = dtype == "float64" and not f32
-    lo, hi = (TINY64, HUGE64) if wide else (TINY, HUGE)
+    lo, hi = (TINY64, HUGE64) if dtype == "float64" else (TINY, HUGE)
     edges = [lo, TINY, 1e-6, 0.5, 1.0, 3.0, HUGE, hi] + ([] if positive else [0.0])
     values = st.one_of(
         st.sampled_from(edges),
         st.floats(min_value=lo, max_value=hi, allow_nan=False, allow_infinity=False),
     )
-    return values.map(lambda v: float(np.float32(v))) if f32 else values
+    return values
 
 
-def _params(op: str, dtype: str, f32: bool = False):
+def _params(op: str, dtype: str):
     from hypothesis import strategies as st
 
-    mag = _magnitudes(dtype, f32=f32)
+    mag = _magnitudes(dtype)
     signed = st.tuples(mag, st.booleans()).map(lambda t: -t[0] if t[1] else t[0])
     if op == "reverse":
         return st.fixed_dictionaries({"lambd": mag})
@@ -228,27 +226,19 @@ def _params(op: str, dtype: str, f32: bool = False):
             .map(ordered)
         )
     if op == "clip_norm":
-        return st.fixed_dictionaries({"max_norm": _magnitudes(dtype, positive=True, f32=f32)})
+        return st.fixed_dictionaries({"max_norm": _magnitudes(dtype, positive=True)})
     return st.just({})
 
 
-def valid_cases(
-    ops: tuple[str, ...] = OPS,
-    dtypes: tuple[str, ...] = DTYPES,
-    f32_params: tuple[str, ...] = (),
-):
-    """Strategy of :class:`PropCase`: random op, parameters, shape, dtype, ``x`` and ``g``.
-
-    The parameters of the ops in ``f32_params`` are drawn exact in float32 (a
-    workaround for a backend that rounds them through float32; see its tests).
-    """
+def valid_cases(ops: tuple[str, ...] = OPS, dtypes: tuple[str, ...] = DTYPES):
+    """Strategy of :class:`PropCase`: random op, parameters, shape, dtype, ``x`` and ``g``."""
     from hypothesis import strategies as st
 
     @st.composite
     def cases(draw):
         op = draw(st.sampled_from(ops))
         dtype = draw(st.sampled_from(dtypes))
-        params = draw(_params(op, dtype, f32=op in f32_params))
+        params = draw(_params(op, dtype))
         shape = draw(_shapes())
         seed = draw(st.integers(0, 2**16))
         scale = draw(st.sampled_from(G_SCALES))

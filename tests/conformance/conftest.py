@@ -70,6 +70,10 @@ class Driver:
         """``(y, dL/dx, report)`` of the conformance MLP with ``rule`` at its two ReLUs."""
         raise NotImplementedError
 
+    def input(self, value):
+        """The framework's array (PyTensor: a symbolic tensor) of the NumPy ``value``."""
+        raise NotImplementedError
+
     def forward(self, f, *values):
         """``f(*arrays)`` as NumPy, the arrays made from ``values``."""
         raise NotImplementedError
@@ -136,6 +140,9 @@ class Torch(Driver):
             y, dx = self.vjp(net, x, g)
         return y, dx, report
 
+    def input(self, value):
+        return self.torch.from_numpy(value).requires_grad_(True)
+
     def forward(self, f, *values):
         return f(*map(self._tensor, values)).detach().numpy()
 
@@ -194,6 +201,9 @@ class Jax(Driver):
 
     def _arrays(self, values):
         return [self.jnp.asarray(v, "float32") for v in values]
+
+    def input(self, value):
+        return self.jnp.asarray(value)
 
     def forward(self, f, *values):
         return np.asarray(f(*self._arrays(values)))
@@ -265,6 +275,9 @@ class TensorFlow(Driver):
         y, grads = run(*ts)
         return np.asarray(y), [_np(g) for g in grads]
 
+    def input(self, value):
+        return self.tf.constant(value)
+
     def forward(self, f, *values):
         return np.asarray(f(*(self.tf.constant(v, self.tf.float32) for v in values)))
 
@@ -329,6 +342,9 @@ class Keras(Driver):
             y, dx = self.vjp(model, x, g)
         return y, dx, report
 
+    def input(self, value):
+        return self.keras.ops.convert_to_tensor(value)
+
     def forward(self, f, *values):
         return self.inner.forward(f, *values)
 
@@ -383,6 +399,9 @@ class PyTensor(Driver):
 
     def _inputs(self, values):
         return [self.pt.vector() if np.ndim(v) else self.pt.scalar() for v in values]
+
+    def input(self, value):
+        return self._like("x", value)
 
     def forward(self, f, *values):
         inputs = self._inputs(values)

@@ -441,21 +441,10 @@ C64 = RNG.standard_normal((4, 3))
 
 
 def torch_input_grad(rule):
-    torch = pytest.importorskip("torch")
-    from backflip.torch import override_gradients as torch_override
+    pytest.importorskip("torch")
+    from backflip.torch._testing import override_input_grad
 
-    net = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
-    net = net.double()
-    with torch.no_grad():
-        net[0].weight.copy_(torch.from_numpy(W1.T))
-        net[0].bias.copy_(torch.from_numpy(B1))
-        net[2].weight.copy_(torch.from_numpy(W2.T))
-        net[2].bias.copy_(torch.from_numpy(B2))
-    x = torch.from_numpy(X64).requires_grad_(True)
-    with torch_override(net, rule) as report:
-        (net(x) * torch.from_numpy(C64)).sum().backward()
-    assert report.complete
-    return x.grad.numpy()
+    return override_input_grad(rule, W1, B1, W2, B2, X64, C64)
 
 
 @pytest.mark.parametrize("rule", ["guided", "deconvnet"])

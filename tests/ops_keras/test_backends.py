@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SHARED = ROOT / "tests" / "conformance"
 CHILD_FILES = (SHARED / "test_conformance.py", SHARED / "test_api.py", HERE / "test_ops.py",
-               HERE / "test_layers.py", HERE / "test_properties.py")
+               HERE / "test_layers.py", SHARED / "test_properties.py")
 
 
 def _env(backend):

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["MODELS", "FunctionalCNN", "MixedNet", "hand_rule", "mlp", "mlp_parts"]
+__all__ = ["MODELS", "FunctionalCNN", "MixedNet", "hand_rule", "mlp", "mlp_parts",
+           "override_input_grad"]
 
 
 class FunctionalCNN(nn.Module):
@@ -98,3 +99,23 @@ MODELS = {
     "cnn": (FunctionalCNN, lambda m: m.linear_parts(), (4, 1, 8, 8)),
     "mixed": (MixedNet, lambda m: m.linear_parts(), (4, 6)),
 }
+
+
+def override_input_grad(rule, w1, b1, w2, b2, x, cot):
+    """``dL/dx`` of ``sum(cot * (relu(x @ w1 + b1) @ w2 + b2))`` under torch's
+    ``override_gradients(net, rule)``, float64 NumPy in and out: the torch side of the
+    other adapters' cross-framework override tests."""
+    import numpy as np
+
+    from backflip.torch import override_gradients
+
+    net = nn.Sequential(nn.Linear(*w1.shape), nn.ReLU(), nn.Linear(*w2.shape)).double()
+    with torch.no_grad():
+        for layer, w, b in ((net[0], w1, b1), (net[2], w2, b2)):
+            layer.weight.copy_(torch.from_numpy(np.asarray(w).T))
+            layer.bias.copy_(torch.from_numpy(np.asarray(b)))
+    xt = torch.from_numpy(np.asarray(x)).requires_grad_(True)
+    with override_gradients(net, rule) as report:
+        (net(xt) * torch.from_numpy(np.asarray(cot))).sum().backward()
+    assert report.complete
+    return xt.grad.numpy()
