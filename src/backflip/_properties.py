@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backflip import rules
 from backflip._errors import BackflipError, BackflipTypeError, BackflipValueError
+from backflip.conformance import op_reference
 
 __all__ = [
     "OPS",
@@ -100,21 +100,7 @@ class PropCase:
 
     def _expected(self) -> tuple[np.ndarray, np.ndarray]:
         x64, g64 = self.x.astype(np.float64), self.g.astype(np.float64)
-        p = self.params
-        y = x64
-        if self.op == "reverse":
-            dx = rules.reverse_backward(g64, p["lambd"])
-        elif self.op == "scale":
-            dx = rules.scale_backward(g64, p["factor"])
-        elif self.op == "clip":
-            dx = rules.clip_backward(g64, p.get("min"), p.get("max"))
-        elif self.op == "clip_norm":
-            dx = rules.clip_norm_backward(g64, p["max_norm"])
-        elif self.op in ("relu_guided", "relu_deconvnet"):
-            y = np.maximum(x64, 0.0)
-            dx = rules.apply_rule(self.op.removeprefix("relu_"), "relu", x64, g64)
-        else:  # pragma: no cover - a typo in a strategy
-            raise ValueError(f"unknown op {self.op!r}")
+        y, dx = op_reference(self.op, self.params, x64, g64)
         return y.astype(self.dtype), np.asarray(dx).astype(self.dtype)
 
 

@@ -38,7 +38,9 @@ import numpy as np
 
 from backflip import rules
 
-__all__ = ["CASES", "MLP_WEIGHTS", "Case", "case_ids", "mlp", "mlp_backward", "user_rule"]
+__all__ = [
+    "CASES", "MLP_WEIGHTS", "Case", "case_ids", "mlp", "mlp_backward", "op_reference", "user_rule",
+]
 
 _TOL = {"float16": 1e-3, "bfloat16": 1e-2, "float32": 1e-6, "float64": 1e-12}
 _OVERRIDE_TOL = {"float32": 1e-5, "float64": 1e-6}  # a network: matmuls in each framework's order
@@ -96,6 +98,32 @@ def mlp_backward(rule, x: np.ndarray, g: np.ndarray) -> np.ndarray:
     return da1 @ w1.T
 
 
+_OP_REFERENCES = ("reverse", "scale", "clip", "clip_norm", "relu_guided", "relu_deconvnet")
+
+
+def op_reference(op: str, params: dict, x: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(y, dL/dx)`` of one of the gradient ops in NumPy, from :mod:`backflip.rules`.
+
+    ``op`` is ``reverse``, ``scale``, ``clip``, ``clip_norm``, ``relu_guided`` or
+    ``relu_deconvnet``; ``params`` as in :data:`CASES` (``lambd``, ``factor``, ``min`` /
+    ``max``, ``max_norm``). The conformance table and the property tests both use it.
+
+    >>> op_reference("reverse", {"lambd": 0.5}, np.ones(2), np.array([1.0, -2.0]))[1]
+    array([-0.5,  1. ])
+    """
+    if op == "reverse":
+        return x, rules.reverse_backward(g, params["lambd"])
+    if op == "scale":
+        return x, rules.scale_backward(g, params["factor"])
+    if op == "clip":
+        return x, rules.clip_backward(g, params.get("min"), params.get("max"))
+    if op == "clip_norm":
+        return x, rules.clip_norm_backward(g, params["max_norm"])
+    if op in ("relu_guided", "relu_deconvnet"):
+        return np.maximum(x, 0.0), rules.apply_rule(op.removeprefix("relu_"), "relu", x, g)
+    raise ValueError(f"unknown op {op!r}; use one of {', '.join(_OP_REFERENCES)}")
+
+
 @dataclass(frozen=True)
 class Case:
     """One row of the conformance table.
@@ -130,19 +158,10 @@ class Case:
         x64, g64 = x.astype(np.float64), g.astype(np.float64)
         p = self.params
         y = x64
-        if self.op == "reverse":
-            dx = rules.reverse_backward(g64, p["lambd"])
-        elif self.op == "scale":
-            dx = rules.scale_backward(g64, p["factor"])
-        elif self.op == "clip":
-            dx = rules.clip_backward(g64, p.get("min"), p.get("max"))
-        elif self.op == "clip_norm":
-            dx = rules.clip_norm_backward(g64, p["max_norm"])
+        if self.op in _OP_REFERENCES:
+            y, dx = op_reference(self.op, p, x64, g64)
         elif self.op == "custom":
             y, dx = x64**3, g64 * x64
-        elif self.op in ("relu_guided", "relu_deconvnet"):
-            y = np.maximum(x64, 0.0)
-            dx = rules.apply_rule(self.op.removeprefix("relu_"), "relu", x64, g64)
         elif self.op == "reverse_double":
             dx = p["lambd"] ** 2 * 2.0 * x64 * g64
         elif self.op == "override":
