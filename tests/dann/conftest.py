@@ -29,7 +29,7 @@ def tiny_config():
     def make(**kw):
         base = dict(source="moons", target="moons-rotated", epochs=2, batch_size=20,
                     progress=False, threads=1, eval_limit=100, optimizer="adam", lr=0.01,
-                    plots=False)
+                    plots=False, min_epoch_steps=1)
         return TrainConfig(**{**base, **kw})
 
     return make

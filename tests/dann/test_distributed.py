@@ -11,7 +11,7 @@ import torch
 
 from backflip.dann import TrainConfig, load_checkpoint, train
 
-ARGS = ["--source", "moons", "--target", "moons-rotated", "--epochs", "2", "--batch-size", "32",
+ARGS = ["--source", "moons", "--target", "moons-rotated", "--epochs", "2", "--min-epoch-steps", "1", "--batch-size", "32",
         "--limit", "160", "--threads", "1", "--no-progress", "--eval-limit", "100"]
 
 
@@ -29,7 +29,7 @@ def test_two_process_ddp_matches_single_process(tmp_path, extra, port):
          "--master-port", str(port), "-m", "backflip", "train", *ARGS, *flags,
          "--out", str(ddp)], capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    single = train(TrainConfig(source="moons", target="moons-rotated", epochs=2, batch_size=32,
+    single = train(TrainConfig(source="moons", target="moons-rotated", epochs=2, batch_size=32, min_epoch_steps=1,
                                limit=160, threads=1, progress=False, eval_limit=100,
                                out=str(tmp_path / "one"), **extra))
     a = load_checkpoint(ddp / "checkpoint.pt")
@@ -46,7 +46,7 @@ def test_two_process_ddp_on_images_in_nhwc(tmp_path, fake_mnist_root):
     # The conv net with NHWC (channels_last) weights and batches under DDP: the same
     # weights as one process (the plain mnist net: no batch statistics to differ).
     args = ["--source", "mnist", "--target", "mnistm", "--source-transform", "rgb",
-            "--arch", "mnist", "--epochs", "1", "--batch-size", "32", "--limit", "96",
+            "--arch", "mnist", "--epochs", "1", "--min-epoch-steps", "1", "--batch-size", "32", "--limit", "96",
             "--val-fraction", "0", "--threads", "1", "--no-progress", "--eval-limit", "32",
             "--data-root", str(fake_mnist_root)]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}

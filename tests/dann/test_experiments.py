@@ -77,7 +77,7 @@ def test_feature_plots_show_before_first_and_use_each_domains_statistics(tmp_pat
 
     cfg = TrainConfig(source="moons", target="moons-rotated", limit=50)
     hist = [{"epoch": 1, "train_acc": 0.5, "target_acc": 0.5, "lambd": 0.5, "domain_acc": 0.6,
-             "loss_y": 0.7, "loss_d": 0.7}]
+             "loss_y": 0.7, "loss_transfer": 0.7}]
     kept = {m: TrainResult(TrainConfig.from_dict({**cfg.to_dict(), "method": m}), model(), hist)
             for m in ("dann", "source-only")}
     with pytest.MonkeyPatch.context() as mp:
@@ -122,7 +122,7 @@ def test_variants_run_with_their_settings(tmp_path, tiny_moons):
     # λ max 0: the GRL passes nothing back, yet the domain head trains on its own loss
     rows = [json.loads(line) for line in
             (tmp_path / "runs" / "entropy-seed0" / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["lambd"] == 0.0 and rows[-1]["loss_d"] > 0
+    assert rows[-1]["lambd"] == 0.0 and rows[-1]["loss_transfer"] > 0
     assert "entropy (target entropy 0.1, no adversarial term)" in ex.table(res)
     assert "vat (target VAT, no adversarial term)" in ex.table(res)
 
@@ -193,7 +193,7 @@ def test_resume_continues_an_interrupted_sweep_exactly(tmp_path, tiny_moons, mon
     tiny_moons(epochs=2)
     real, calls, kill_at = train_mod.dann_lambda, [], []
 
-    def counted(p, *a):  # one call per training step; SIGTERM ourselves at step kill_at
+    def counted(p, *a):  # one call per dann step; SIGTERM ourselves at step kill_at
         calls.append(p)
         if kill_at and len(calls) == kill_at[0]:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -203,14 +203,15 @@ def test_resume_continues_an_interrupted_sweep_exactly(tmp_path, tiny_moons, mon
     args = ["run", "moons", "--quick", "--seeds", "2", "--methods", "source-only,dann",
             "--no-progress", "--out"]
     assert main([*args, str(tmp_path / "whole")]) == 0
-    per_run = len(calls) // 4
+    per_run = len(calls) // 2  # source-only has no λ: only the two dann runs call it
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
 
-    # stop in the middle of dann seed 0's second epoch (the third run): the step the
-    # signal arrives in is finished and saved, so `into` steps of it are done
+    # stop in the middle of dann seed 0's second epoch (the third run, after both
+    # source-only seeds): the step the signal arrives in is finished and saved, so
+    # `into` steps of it are done
     into = per_run // 2 + 2
     calls.clear()
-    kill_at.append(2 * per_run + into)
+    kill_at.append(into)
     part = tmp_path / "part"
     assert main([*args, str(part)]) == 130
     err = capsys.readouterr().err
@@ -246,7 +247,7 @@ def test_resume_of_composite_zero_is_refused(capsys, tmp_path):
 def test_methods_option_rejects_unknown(methods, capsys, tmp_path):
     assert main(["run", "moons", "--methods", methods, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert f"--methods {methods!r}" in err and "choose among source-only, dann, target-only" in err
+    assert f"--methods {methods!r}" in err and "choose among source-only, dann, cdan" in err
     assert not (tmp_path / "results.json").exists()
 
 
@@ -259,7 +260,7 @@ def test_unknown_experiment_lists_presets(capsys):
 @pytest.mark.slow
 def test_train_cli_unknown_method(capsys):
     assert main(["train", "--method", "gan"]) == 2
-    assert "unknown method 'gan'; choose one of source-only, dann, target-only" in (
+    assert "unknown method 'gan'; choose one of source-only, dann, cdan, cdan+e" in (
         capsys.readouterr().err)
 
 

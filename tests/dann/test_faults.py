@@ -66,7 +66,7 @@ def _setup(tmp_path):
 
 
 ARGS = ["-m", "backflip", "train", "--model", "mynets:build", "--source", "source.npz",
-        "--target", "target.npz", "--target-test", "target.npz", "--epochs", "3",
+        "--target", "target.npz", "--target-test", "target.npz", "--epochs", "3", "--min-epoch-steps", "1",
         "--batch-size", "32", "--threads", "1", "--no-progress", "--eval-limit", "100",
         "--no-plots"]
 

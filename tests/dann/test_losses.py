@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from backflip.dann import DANN, TrainConfig, domain_loss, entropy_loss, label_loss
+from backflip.dann._adapted import Adapted
 from backflip.dann._losses import domain_labels
-from backflip.dann._methods import OBJECTIVES, Batch, StepContext
+from backflip.dann._methods import SUMS, Batch, get_method
 
 
 def test_label_loss_is_the_mean_cross_entropy():
@@ -55,35 +56,46 @@ def _batch():
     return Batch(xs, torch.tensor([0, 1, 1, 0]), xt, torch.tensor([1, 1, 0, 0]), step=0)
 
 
+def _adapted(model, cfg):
+    return Adapted(get_method(cfg.method), model, None, cfg, lambda s, sh: None)
+
+
+def _out(model, cfg, b):
+    return _adapted(model, cfg)(b.xs, b.ys, b.xt, b.yt, 0)
+
+
 @pytest.mark.parametrize("method", ["source-only", "dann", "target-only"])
 def test_each_objective_is_its_loss_of_the_model(method):
     model, b = _model(), _batch()
     cfg = TrainConfig(source="moons", target="moons-rotated", method=method)
-    out = OBJECTIVES[method](StepContext(model, model, cfg, lambda s, sh: None), b)
-    assert out.loss.requires_grad
-    for name in ("loss", "loss_y", "loss_d", "loss_ent", "loss_vat"):
-        setattr(out, name, getattr(out, name).detach())
+    out = _out(model, cfg, b)
+    assert out["loss"].requires_grad
+    sums = dict(zip(SUMS, out["sums"].tolist(), strict=True))
     with torch.no_grad():
         if method == "dann":
             logits, dom = model(torch.cat([b.xs, b.xt]), with_domain=True)
             ly = label_loss(logits[:4], b.ys)
             ld = domain_loss(dom, 4)[0]
-            assert float(out.loss_d) == pytest.approx(float(ld))
-            assert float(out.loss) == pytest.approx(float(ly + ld))
+            assert sums["loss_transfer"] == pytest.approx(float(ld) * 4)
+            assert out["loss"].item() == pytest.approx(float(ly + ld))
         else:
             x, y = (b.xs, b.ys) if method == "source-only" else (b.xt, b.yt)
             ly = label_loss(model(x), y)
-            assert float(out.loss) == float(out.loss_y) and float(out.loss_d) == 0.0
-        assert float(out.loss_y) == pytest.approx(float(ly))
-    sums = out.sums()
-    assert sums.dtype == torch.float64 and sums[0] == pytest.approx(float(out.loss) * 4)
+            assert out["loss"].item() == pytest.approx(float(ly))
+            assert sums["loss_transfer"] == 0.0
+        assert sums["loss_y"] == pytest.approx(float(ly) * 4)
+    assert out["sums"].dtype == torch.float64
+    assert sums["loss"] == pytest.approx(out["loss"].item() * 4)
 
 
 def test_dann_objective_adds_weighted_entropy():
     model, b = _model(), _batch()
     cfg = TrainConfig(source="moons", target="moons-rotated", target_entropy=0.5)
     with torch.no_grad():
-        out = OBJECTIVES["dann"](StepContext(model, model, cfg, lambda s, sh: None), b)
+        out = _out(model, cfg, b)
         h = entropy_loss(model(b.xt))
-    assert float(out.loss_ent) == pytest.approx(float(h))
-    assert float(out.loss) == pytest.approx(float(out.loss_y + out.loss_d + 0.5 * h))
+        logits, dom = model(torch.cat([b.xs, b.xt]), with_domain=True)
+        base = label_loss(logits[:4], b.ys) + domain_loss(dom, 4)[0]
+    sums = dict(zip(SUMS, out["sums"].tolist(), strict=True))
+    assert sums["loss_ent"] == pytest.approx(float(h) * 4)
+    assert float(out["loss"]) == pytest.approx(float(base + 0.5 * h))

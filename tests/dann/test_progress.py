@@ -56,7 +56,7 @@ def test_other_ranks_and_no_progress_are_silent():
 def test_backflip_train_into_a_pipe_writes_one_line_per_epoch(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "backflip", "train", "--source", "moons", "--target",
-         "moons-rotated", "--epochs", "3", "--limit", "64", "--batch-size", "16",
+         "moons-rotated", "--epochs", "3", "--min-epoch-steps", "1", "--limit", "64", "--batch-size", "16",
          "--threads", "1", "--out", str(tmp_path), "--no-plots"],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -39,7 +39,7 @@ def test_history_and_run_folder(tmp_path, tiny_config, moons_domains):
     s, t, tt = moons_domains
     res = train(tiny_config(out=str(tmp_path)), source=s, target=t, target_test=tt)
     assert [r["epoch"] for r in res.history] == [1, 2]
-    assert {"source_val_acc", "dev_risk", "target_entropy", "snd", "lambd", "loss_d"} <= set(
+    assert {"source_val_acc", "dev_risk", "target_entropy", "snd", "lambd", "loss_transfer"} <= set(
         res.history[0])
     assert (tmp_path / "config.json").is_file()
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
@@ -405,7 +405,7 @@ def test_amp_bf16_on_cpu_trains_in_bf16(tiny_config, moons_domains, monkeypatch)
     monkeypatch.setattr(prepare_mod, "build_model", build)
     res = train(tiny_config(amp=True, epochs=1), **_kw(moons_domains))
     row = res.history[0]
-    assert np.isfinite(row["loss"]) and row["loss_d"] > 0
+    assert np.isfinite(row["loss"]) and row["loss_transfer"] > 0
     assert seen == {torch.bfloat16}
 
 
@@ -438,7 +438,7 @@ def test_epoch_metrics_match_the_model_and_sync_rarely(tiny_config, moons_domain
         train_acc = (logits[:120].argmax(1) == ys).sum().item() / 120
         domain_acc = ((dom > 0).float() == dom_y).sum().item() / 240
     assert row["loss_y"] == pytest.approx(loss_y, rel=1e-5)
-    assert row["loss_d"] == pytest.approx(loss_d, rel=1e-5)
+    assert row["loss_transfer"] == pytest.approx(loss_d, rel=1e-5)
     assert row["loss"] == pytest.approx(loss_y + loss_d, rel=1e-5)
     assert row["train_acc"] == pytest.approx(train_acc, abs=1e-9)
     assert row["domain_acc"] == pytest.approx(domain_acc, abs=1e-9)
@@ -451,7 +451,7 @@ def test_channels_last_is_the_same_training(tmp_path, fake_mnist_root, arch):
     # at the same weights up to float rounding; the checkpoint loads into a plain model.
     kw = dict(source="mnist", target="mnistm", source_transform="rgb", arch=arch, epochs=1,
               batch_size=16, limit=64, progress=False, threads=1, eval_limit=64,
-              val_fraction=0.0, data_root=str(fake_mnist_root))
+              val_fraction=0.0, data_root=str(fake_mnist_root), min_epoch_steps=1)
     nhwc = train(TrainConfig(**kw, out=str(tmp_path / "nhwc")))
     nchw = train(TrainConfig(**kw, channels_last=False))
     conv = nhwc.model.features[1].weight
@@ -484,10 +484,10 @@ def test_target_entropy_adds_the_mean_entropy_of_the_target_predictions(tiny_con
     plain = train(tiny_config(), source=s, target=t, target_test=tt)
     ent = train(tiny_config(target_entropy=0.5), source=s, target=t, target_test=tt)
     for row in plain.history:
-        assert row["loss"] == pytest.approx(row["loss_y"] + row["loss_d"], rel=1e-5)
+        assert row["loss"] == pytest.approx(row["loss_y"] + row["loss_transfer"], rel=1e-5)
     for row in ent.history:  # the epoch's mean entropy of 2-class predictions: (0, ln 2]
-        assert 0.0 < (row["loss"] - row["loss_y"] - row["loss_d"]) / 0.5 <= np.log(2) + 1e-6
-        assert row["loss_ent"] == pytest.approx((row["loss"] - row["loss_y"] - row["loss_d"])
+        assert 0.0 < (row["loss"] - row["loss_y"] - row["loss_transfer"]) / 0.5 <= np.log(2) + 1e-6
+        assert row["loss_ent"] == pytest.approx((row["loss"] - row["loss_y"] - row["loss_transfer"])
                                                 / 0.5, rel=1e-5)
     # and it is minimised: the target predictions end more confident
     assert ent.history[-1]["target_entropy"] < plain.history[-1]["target_entropy"]
@@ -505,7 +505,7 @@ def test_target_vat_adds_a_positive_term_and_draws_from_its_own_generator(tiny_c
     assert torch.equal(torch.get_rng_state(), after_plain)
     for row in vat.history:  # the epoch's mean KL divergence: positive, small, weighted in
         assert 0.0 < row["loss_vat"] < 0.5 and row["loss_ent"] is None
-        assert row["loss"] == pytest.approx(row["loss_y"] + row["loss_d"] + 2.0 * row["loss_vat"])
+        assert row["loss"] == pytest.approx(row["loss_y"] + row["loss_transfer"] + 2.0 * row["loss_vat"])
     assert plain.history[-1]["loss_vat"] is None
     again = train(tiny_config(target_vat=2.0), source=s, target=t, target_test=tt)
     x = torch.as_tensor(tt.x)
@@ -529,7 +529,7 @@ def test_target_vat_rejects_bad_settings(tiny_config, kw, match):
     ({"target_entropy": -0.1}, r"target_entropy must be finite and >= 0; got -0.1\. Use 0"),
     ({"target_entropy": float("nan")}, r"target_entropy must be finite and >= 0; got nan"),
     ({"target_entropy": 0.1, "method": "source-only"},
-     r"method 'source-only' does not see; use --method dann \(with --lambd-max 0"),
+     r"method 'source-only' does not see; use a method that adapts \(e.g. --method dann"),
 ])
 def test_target_entropy_rejects_bad_weights_and_methods(tiny_config, kw, match):
     with pytest.raises(BackflipValueError, match=match):

@@ -189,7 +189,7 @@ def test_each_file_form_trains_from_the_cli(tmp_path, source, target, extra):
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "backflip", "train", "--source", source, "--target", target,
-         *extra, "--epochs", "2", "--batch-size", "16", "--threads", "1", "--no-progress",
+         *extra, "--epochs", "2", "--min-epoch-steps", "1", "--batch-size", "16", "--threads", "1", "--no-progress",
          "--out", str(out)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "target accuracy 0." in proc.stdout  # scored on the given test set
@@ -224,7 +224,7 @@ def test_saliency_on_a_user_model_trained_on_an_image_folder(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["train", "--model", "mynets:build", "--source", "src_images", "--target",
-                 "tgt_images", "--epochs", "1", "--batch-size", "16", "--no-progress",
+                 "tgt_images", "--epochs", "1", "--min-epoch-steps", "1", "--batch-size", "16", "--no-progress",
                  "--no-plots", "--out", "run"]) == 0
     assert main(["saliency", "--checkpoint", "run/checkpoint.pt", "--model", "mynets:build",
                  "--n", "4", "--out", "sal"]) == 0

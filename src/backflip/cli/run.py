@@ -8,20 +8,25 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``backflip run``."""
+    from backflip.dann._config import METHODS
+    from backflip.dann._experiments import EXPERIMENTS
+
+    names = " | ".join((*EXPERIMENTS, "composite-zero"))
     p = sub.add_parser(
-        "run", help="run a preset experiment (moons, mnist-mnistm, syndigits-mnist, composite-zero)",
+        "run", help=f"run a preset experiment ({names})",
         description="Train source-only, dann and target-only (an upper bound that uses "
         "target labels) for each seed; print a table of final-epoch target accuracy "
         "(mean +- std) and write DIR/results.json, DIR/report.md and plots.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT",
-                   help="moons | mnist-mnistm | syndigits-mnist | composite-zero")
+                   help=names)
     p.add_argument("--quick", action="store_true", help="fewer epochs and samples (minutes)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
     p.add_argument("--out", default=None, help="output folder (default runs/EXPERIMENT)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps (default cpu)")
     p.add_argument("--methods", default="source-only,dann,target-only",
                    help="comma-separated methods to run (default source-only,dann,target-only; "
+                   f"any of {', '.join(METHODS)}; "
                    "also dann+entropy (dann with --target-entropy 0.1), dann+vat (dann with "
                    "--target-vat and --vat-eps set per preset), and entropy and vat (the same "
                    "without the adversarial term, --lambd-max 0); composite-zero always runs "

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from backflip._errors import BackflipTypeError, BackflipValueError
+from backflip.dann._methods import METHODS as _METHOD_OBJECTS
+from backflip.dann._methods import get_method
 
 __all__ = ["ARCHITECTURES", "METHODS", "TrainConfig", "add_config_arguments", "config_from_args"]
 
-METHODS = ("source-only", "dann", "target-only")
+#: The names ``method`` takes (:data:`backflip.dann._methods.METHODS` has the objects).
+METHODS = tuple(_METHOD_OBJECTS)
 #: The built-in networks ``arch`` names (``"auto"`` picks one from the sample shape).
 ARCHITECTURES = ("mnist", "mnist-bn", "digits32", "conv", "mlp", "moons")
 #: Steps of a transform, chained with "+" (e.g. "grey+resize28"); "none" is no step.
@@ -64,17 +67,20 @@ class TrainConfig:
     stream: bool = _field(False, "read image folders from disk batch by batch (DataLoader workers) instead of loading them into memory")
     workers: int = _field(0, "DataLoader worker processes for streamed data (0: read in the training process)")
     model: str | None = _field(None, "MODULE:FUNCTION of your own code that returns the backflip.dann.DANN to train (instead of a built-in --arch)")
-    method: str = _field("dann", "source-only | dann | target-only (upper bound: trains on target labels)")
+    method: str = _field("dann", "; ".join(f"{m.name}: {m.summary}" for m in _METHOD_OBJECTS.values()))
     arch: str = _field("auto", "built-in network: mnist (C x 28 x 28) | mnist-bn (per-domain batch norm) | digits32 (C x 32 x 32) | conv (any image size and channels) | mlp (vectors) | moons (the moons' mlp) | auto (from the sample shape)")
-    epochs: int = _field(10, "passes over the larger domain's training set")
+    epochs: int = _field(10, "passes over the larger domain's training set (each at least --min-epoch-steps steps)")
+    min_epoch_steps: int = _field(100, "the fewest steps an epoch takes: a small data set is passed over more than once per epoch, so that it is not left under-trained (1: exactly one pass)")
     batch_size: int = _field(64, "samples per domain per step (global, over all processes)")
     optimizer: str = _field("sgd", "sgd (the paper's, momentum 0.9) | adam")
     lr: float = _field(0.01, "lr0 of the paper's annealing lr0 / (1 + 10 p) ** 0.75")
     lr_schedule: str = _field("dann", "dann (annealed as above) | constant")
     momentum: float = _field(0.9, "SGD momentum")
     weight_decay: float = _field(0.0, "L2 penalty of the optimizer")
-    lambd_max: float = _field(1.0, "λ(p) = lambd_max * (2 / (1 + exp(-gamma p)) - 1)")
+    lambd_max: float | None = _field(None, "λ(p) = lambd_max * (2 / (1 + exp(-gamma p)) - 1), the weight of the method's transfer term in the features' gradient (default: the method's own, 1 for most, 0.1 for mdd)")
     gamma: float = _field(10.0, "steepness of the λ schedule")
+    margin: float = _field(4.0, "mdd: the margin factor γ of the source disparity (the paper's 4)")
+    temperature: float = _field(2.5, "mcc: the temperature T of the target probabilities (the paper's 2.5)")
     target_entropy: float = _field(0.0, "weight w of the mean entropy of the target predictions added to the dann loss (entropy minimisation; 0 = plain DANN)")
     target_vat: float = _field(0.0, "weight of virtual adversarial training on the target added to the dann loss (VAT; with target_entropy: VADA; 0 = off)")
     vat_eps: float = _field(0.25, "L2 radius of the VAT perturbation per sample, in the units of the model's input")
@@ -96,15 +102,12 @@ class TrainConfig:
     progress: bool = _field(True, "progress bar with live loss, accuracy and λ where stdout is a terminal, else one line per epoch; off: silent")
     tensorboard: bool = _field(False, "also log to out/tb (needs torch.utils.tensorboard)")
     data_root: str | None = _field(None, "data cache folder (default $BACKFLIP_DATA)")
-    hidden: int = _field(32, "hidden units of the mlp (moons) net")
+    hidden: int | None = _field(None, "hidden units of the built-in mlp / moons net (default: sized to the data, backflip.dann.mlp_hidden)")
     plots: bool = _field(True, "write report.md with the table, training curves and a feature PCA into --out (needs matplotlib)")
     threads: int | None = _field(None, "torch.set_num_threads (1 is fastest for tiny nets on a busy CPU)")
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise BackflipValueError(
-                f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}."
-            )
+        method = get_method(self.method)
         for side in ("source_transform", "target_transform"):
             _check_transform(side, getattr(self, side))
         for name, choices in (("optimizer", ("sgd", "adam")), ("lr_schedule", ("dann", "constant")),
@@ -122,11 +125,11 @@ class TrainConfig:
                 "out a tenth of the source training set for model selection."
             )
         for name in ("target_entropy", "target_vat"):
-            if getattr(self, name) and self.method != "dann":
+            if getattr(self, name) and (not method.uses_target or method.needs_target_labels):
                 raise BackflipValueError(
                     f"{name} {getattr(self, name)} uses unlabelled target data, which "
-                    f"method {self.method!r} does not see; use --method dann (with "
-                    "--lambd-max 0 for the term without the adversarial one)."
+                    f"method {self.method!r} does not see; use a method that adapts (e.g. "
+                    "--method dann, with --lambd-max 0 for the term alone)."
                 )
         if self.model is not None:
             if not isinstance(self.model, str) or self.model.count(":") != 1 or not all(
@@ -142,6 +145,17 @@ class TrainConfig:
                 )
         if self.resume and not self.out:
             raise BackflipValueError("resume needs the run folder: pass --out DIR as well.")
+
+    @property
+    def lambd_peak(self) -> float:
+        """``lambd_max``, or the method's default where it is ``None``.
+
+        >>> TrainConfig(method="mdd").lambd_peak, TrainConfig(method="mdd", lambd_max=1.0).lambd_peak
+        (0.1, 1.0)
+        """
+        if self.lambd_max is not None:
+            return float(self.lambd_max)
+        return get_method(self.method).default_lambd_max
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON- and ``weights_only``-safe)."""
@@ -169,6 +183,9 @@ _NUMBERS: tuple[tuple[str, float, bool, float | None, str], ...] = (
     ("lambd_max", 0, False, None, "The reversal supplies the minus sign; 0 turns the "
      "adversarial term off."),
     ("gamma", 0, True, None, "The paper's is 10; to turn λ off use --lambd-max 0."),
+    ("margin", 0, True, None, "MDD's paper uses 4."),
+    ("temperature", 0, True, None, "MCC's paper uses 2.5."),
+    ("min_epoch_steps", 1, False, None, "Use 1 for exactly one pass per epoch."),
     ("target_entropy", 0, False, None, "Use 0 for plain DANN, or a small weight such as 0.1."),
     ("target_vat", 0, False, None, "Use 0 for plain DANN, or a weight such as 1."),
     ("vat_eps", 0, True, None, "It is a length in input units, such as 0.25 for the moons."),

@@ -6,7 +6,9 @@ What the trainer needs from a model, and nothing more:
 * ``model.features`` and ``model.classifier`` are modules with
   ``model.classifier(model.features(x))`` equal to ``model(x)``: evaluation, the
   selection criteria and the feature plots read the features this way;
-* for ``method="dann"``: ``model(x, with_domain=True)`` takes ONE batch holding the
+* for ``method="dann"`` (the method that uses the model's own discriminator; the
+  other methods bring their heads, :mod:`backflip.dann._methods`):
+  ``model(x, with_domain=True)`` takes ONE batch holding the
   source samples then the target samples and returns ``(class_logits, domain_logits)``
   with ``domain_logits`` of shape ``(N,)`` (or ``(N, 1)``), raw logits (the trainer
   applies ``BCEWithLogits``); ``model.grl`` has ``set_lambd(value)`` (the trainer
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from backflip._errors import BackflipTypeError, BackflipValueError
+from backflip.dann._methods import get_method
 
 __all__ = ["check_model"]
 
@@ -83,7 +86,7 @@ def check_model(model: nn.Module, xs: torch.Tensor, xt: torch.Tensor, num_classe
                 _fail("model.classifier(model.features(x)) must give the class logits as "
                       f"model(x) does (shape {tuple(logits.shape)}); got "
                       f"{getattr(again, 'shape', type(again).__name__)}.")
-        if method == "dann":
+        if get_method(method).uses_discriminator:
             _check_domain_path(model, torch.cat([xs, xt]))
     finally:
         model.train(was_training)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from backflip.dann._domain_norm import bn_domain
+from backflip.dann._methods import get_method
 from backflip.dann._selection import dev_risk, snd, target_entropy
 
 __all__ = ["EvalSets", "collapsed", "evaluate", "norm_domains", "predict"]
@@ -24,17 +25,13 @@ __all__ = ["EvalSets", "collapsed", "evaluate", "norm_domains", "predict"]
 def norm_domains(method: str) -> tuple[str, str]:
     """The DomainBatchNorm statistics (source, target) inputs go through under ``method``.
 
-    Each domain's own under ``dann``; a single-domain method has only its training
-    domain's.
+    Each domain's own under a method that trains on both; a single-domain method has
+    only its training domain's.
 
     >>> norm_domains("dann"), norm_domains("source-only")
     (('source', 'target'), ('source', 'source'))
     """
-    if method == "source-only":
-        return "source", "source"
-    if method == "target-only":
-        return "target", "target"
-    return "source", "target"
+    return get_method(method).domains
 
 
 @dataclass

@@ -6,15 +6,18 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from backflip._errors import BackflipValueError
 from backflip._optional import require
 from backflip.dann._config import METHODS, TrainConfig
-from backflip.dann._selection import pick
-from backflip.dann._train import TrainingStopped, TrainResult, train
+from backflip.dann._methods import get_method
+from backflip.dann._selection import CRITERIA, pick, pick_run
+
+if TYPE_CHECKING:
+    from backflip.dann._train import TrainingStopped, TrainResult
 
 __all__ = ["EXPERIMENTS", "RUN_METHODS", "VARIANTS", "VAT_SETTINGS", "experiment_config",
            "report", "run_experiment", "table"]
@@ -22,7 +25,8 @@ __all__ = ["EXPERIMENTS", "RUN_METHODS", "VARIANTS", "VAT_SETTINGS", "experiment
 # name -> (full settings, --quick overrides). Headline numbers are final-epoch, never selected.
 EXPERIMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "moons": ({"source": "moons", "target": "moons-rotated", "arch": "moons", "epochs": 40,
-               "batch_size": 32, "lr": 0.05, "hidden": 128, "threads": 1, "eval_limit": 500},
+               "batch_size": 32, "lr": 0.05, "hidden": 128, "threads": 1, "eval_limit": 500,
+               "min_epoch_steps": 1},
               {}),  # already seconds; fewer epochs do not adapt
     # The paper's MNIST net with per-domain batch norm (mnist-bn): 0.92 on our MNIST-M in
     # 3 epochs where the plain net reached 0.71-0.78 in 10 and collapsed on one seed of 3.
@@ -34,7 +38,22 @@ EXPERIMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "syndigits-mnist": ({"source": "syndigits", "target": "mnist",
                          "source_transform": "resize28", "target_transform": "rgb",
                          "arch": "mnist-bn", "epochs": 3, "batch_size": 64, "threads": 1},
-                        {"epochs": 2, "limit": 4000, "eval_limit": 1000}),
+                        {"epochs": 2, "limit": 4000, "eval_limit": 1000, "min_epoch_steps": 1}),
+    # Real second domains from UCI, fetched as MNIST is (backflip data fetch NAME): the
+    # MNIST net with per-domain batch norm, as above, and the trainer's defaults.
+    "mnist-mfeat": ({"source": "mnist", "target": "mfeat", "target_transform": "resize28",
+                     "arch": "mnist-bn", "epochs": 3, "threads": 1},
+                    {"epochs": 2, "limit": 10000, "eval_limit": 1000}),
+    "mfeat-mnist": ({"source": "mfeat", "target": "mnist", "source_transform": "resize28",
+                     "arch": "mnist-bn", "epochs": 3, "threads": 1},
+                    {"epochs": 2, "limit": 10000, "eval_limit": 1000}),
+    "mnist-pendigits": ({"source": "mnist", "target": "pendigits", "arch": "mnist-bn",
+                         "epochs": 3, "threads": 1},
+                        {"epochs": 2, "limit": 10000, "eval_limit": 1000}),
+    # A tabular covariate shift: census income of men (source) and women (target), the
+    # built-in mlp sized to the data; everything else the trainer's defaults.
+    "adult-sex": ({"source": "adult-male", "target": "adult-female", "threads": 1},
+                  {"epochs": 5}),
 }
 
 
@@ -82,6 +101,12 @@ def experiment_config(name: str, method: str, *, quick: bool = False, seed: int 
             "composite-zero."
         )
     full, fast = EXPERIMENTS[name]
+    if method in ("dann+vat", "vat") and name not in VAT_SETTINGS:
+        raise BackflipValueError(
+            f"{method} needs a VAT radius in the units of {name}'s inputs, and this preset "
+            f"has none; presets with one: {', '.join(VAT_SETTINGS)}. Use backflip train with "
+            "--target-vat and --vat-eps instead."
+        )
     vat = VAT_SETTINGS[name] if method in ("dann+vat", "vat") else {}
     method, settings = VARIANTS.get(method, (method, {}))
     values = {**full, **(fast if quick else {}), **settings, **vat, "method": method,
@@ -139,11 +164,13 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
     # matplotlib: a missing one fails here too, before any training, naming the extra
     for module in ("sklearn", *(("tqdm",) if progress else ()), *(("matplotlib",) if plots else ())):
         require(module, purpose="run_experiment (backflip run)")
+    from backflip.dann._train import TrainingStopped, train  # torch: only once work starts
+
     out = Path(out)
     results: dict[str, Any] = {"experiment": name, "quick": quick, "methods": {}}
     kept: dict[str, TrainResult] = {}
     for method in methods:
-        accs, picks, secs, collapsed = [], [], [], []
+        accs, picks, secs, collapsed, finals = [], [], [], [], []
         n_test = None
         for seed in range(seeds):
             cfg = experiment_config(name, method, quick=quick, seed=seed, device=device,
@@ -155,7 +182,8 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
                 if stop.reason != "collapse":  # NaN or a signal: summarise, then stop too
                     if accs:
                         results["methods"][method] = _summary(name, method, quick, accs,
-                                                              picks, secs, collapsed, n_test)
+                                                              picks, secs, collapsed, n_test,
+                                                              finals)
                     raise _end_sweep(stop, method, seed, results, kept, out, plots) from stop
                 # A collapsed run counts, at the accuracy it collapsed to: dropping it
                 # would flatter the mean. results.json lists the seed.
@@ -163,18 +191,62 @@ def run_experiment(name: str, *, quick: bool = False, seeds: int = 1, out: str |
                 secs.append(sum(r["seconds"] for r in stop.history))
                 accs.append(float(stop.history[-1]["target_acc"]))
                 picks.append(pick(stop.history))  # its epochs, the collapsed one too
+                finals.append(_final(stop.history[-1]))
                 collapsed.append(seed)
                 n_test = stop.history[-1].get("target_test_n")
                 continue
             secs.append(sum(r["seconds"] for r in res.history))
             accs.append(res.target_accuracy)
             picks.append(res.selection)
+            finals.append(_final(res.history[-1]))
             n_test = res.history[-1].get("target_test_n")  # absent in older run folders
             kept.setdefault(method, res)
         results["methods"][method] = _summary(name, method, quick, accs, picks, secs, collapsed,
-                                              n_test)
+                                              n_test, finals)
     _write(results, kept, out, plots)
     return results
+
+
+def _final(row: dict[str, Any]) -> dict[str, Any]:
+    # What the label-free pick across methods reads of a run's final epoch.
+    return {k: row.get(k) for k in (*CRITERIA, "target_acc")}
+
+
+def label_free_picks(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per criterion, the method it picks for each seed among the runs, and their accuracy.
+
+    Only the methods that need no target labels are candidates; each seed's pick reads
+    the criteria of the runs' final epochs (:func:`backflip.dann._selection.pick_run`),
+    never the target accuracy, which is reported beside it.
+
+    >>> r = {"methods": {
+    ...     "source-only": {"final": [{"dev_risk": 0.5, "target_acc": 0.7}]},
+    ...     "dann": {"final": [{"dev_risk": 0.4, "target_acc": 0.8}]},
+    ...     "target-only": {"final": [{"dev_risk": 0.1, "target_acc": 0.99}]}}}
+    >>> label_free_picks(r)["dev_risk"]["picked"], label_free_picks(r)["dev_risk"]["target_accuracy"]["mean"]
+    (['dann'], 0.8)
+    """
+    candidates = {m: r["final"] for m, r in results["methods"].items()
+                  if "final" in r and not get_method(_trainer_method(m)).needs_target_labels}
+    seeds = min((len(v) for v in candidates.values()), default=0)
+    out: dict[str, dict[str, Any]] = {}
+    for criterion in CRITERIA:
+        picked, accs = [], []
+        for s in range(seeds):
+            name = pick_run({m: rows[s] for m, rows in candidates.items()}, criterion)
+            if name is None or candidates[name][s]["target_acc"] is None:
+                break
+            picked.append(name)
+            accs.append(float(candidates[name][s]["target_acc"]))
+        else:
+            if picked:
+                out[criterion] = {"picked": picked, "target_accuracy": _stats(accs)}
+    return out
+
+
+def _trainer_method(run_name: str) -> str:
+    # a --methods name (a method or a VARIANTS entry) -> the trainer's method
+    return VARIANTS.get(run_name, (run_name, {}))[0]
 
 
 def _end_sweep(stop: TrainingStopped, method: str, seed: int, results: dict[str, Any],
@@ -188,13 +260,15 @@ def _end_sweep(stop: TrainingStopped, method: str, seed: int, results: dict[str,
                if done else f"No run had finished before it; {where!r} says where it stopped.")
     again = (" The same `backflip run` command with --resume continues the whole sweep."
              if stop.reason == "signal" else "")
+    from backflip.dann._train import TrainingStopped
+
     return TrainingStopped(f"{method} seed {seed}: {stop} {summary}{again}", stop.reason,
                            stop.checkpoint, stop.history)
 
 
 def _summary(name: str, method: str, quick: bool, accs: list[float],
              picks: list[dict[str, Any]], secs: list[float], collapsed: list[int],
-             n_test: int | None) -> dict[str, Any]:
+             n_test: int | None, finals: list[dict[str, Any]]) -> dict[str, Any]:
     # One method's entry of results.json: final-epoch accuracy, selections, time, config.
     config = experiment_config(name, method, quick=quick)
     return {
@@ -206,6 +280,7 @@ def _summary(name: str, method: str, quick: bool, accs: list[float],
             c: _stats([p[c]["target_acc"] for p in picks if c in p])
             for c in (picks[0] if picks else {})},
         "seconds": _stats(secs),
+        "final": finals,  # each seed's final-epoch criteria (and target accuracy)
         "config": dataclasses.asdict(config),
     }
 
@@ -218,6 +293,7 @@ def _write(results: dict[str, Any], kept: dict[str, TrainResult], out: Path,
     figures, pads = _plots(results["experiment"], kept, out) if plots and kept else ([], {})
     for method, pad in pads.items():
         results["methods"][method]["proxy_a_distance"] = pad
+    results["label_free_pick"] = label_free_picks(results)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "report.md").write_text(report(results, figures))
 
@@ -260,12 +336,21 @@ def report(results: dict[str, Any], figures: list[str]) -> str:
         cells = [f"{sel[c]['mean']:.4f}" if c in sel else "-"
                  for c in ("source_val_acc", "dev_risk", "target_entropy", "snd")]
         text.append(f"| {method} | " + " | ".join(cells) + " |")
+    picks = results.get("label_free_pick") or {}
+    if picks:
+        text += ["", "The pick across the methods without target labels (per seed, the run "
+                 "whose final epoch each criterion prefers; target accuracy reported, never "
+                 "used):", "", "| criterion | target accuracy, mean +- std | picked (per seed) |",
+                 "|---|---|---|"]
+        text += [f"| {c} | {p['target_accuracy']['mean']:.4f} +- "
+                 f"{p['target_accuracy']['std']:.4f} | {', '.join(p['picked'])} |"
+                 for c, p in picks.items()]
     pads = {m: r["proxy_a_distance"] for m, r in results["methods"].items()
             if "proxy_a_distance" in r}
     if pads:
         text += ["", "Proxy A-distance of the features of source and target test images (a "
-                 "linear domain classifier on a held-out half; 0: indistinguishable, 2: "
-                 "separable): " + ", ".join(f"{m} {p['value']:.2f} (seed {p['seed']})"
+                 "linear domain classifier, its regularisation chosen on a held-out quarter, "
+                 "scored on another; 0: indistinguishable, 2: separable): " + ", ".join(f"{m} {p['value']:.2f} (seed {p['seed']})"
                                             for m, p in pads.items()) + "."]
         if "source-only" not in pads:
             text.append("No source-only run among --methods, so no 'before adaptation' "

@@ -18,6 +18,7 @@ from backflip._errors import BackflipValueError
 from backflip.dann._config import TrainConfig
 from backflip.dann._data import TransformedItems, is_builtin, load_domain
 from backflip.dann._feed import Domain, as_domain, split_indices
+from backflip.dann._methods import get_method
 
 __all__ = ["Inputs", "record", "resolve_inputs"]
 
@@ -126,7 +127,7 @@ def resolve_inputs(config: TrainConfig, source: Any = None, target: Any = None,
     for dom in (t, tt):
         if dom is not None and dom.num_classes is None:
             dom.num_classes = s.num_classes
-    _check(t, t_probe, "target", labels=config.method == "target-only")
+    _check(t, t_probe, "target", labels=get_method(config.method).needs_target_labels)
     if tt is not None:
         _check(tt, tt_probe, "target test", labels=True)
     data.check_compatible(s_probe, t_probe)

@@ -9,6 +9,7 @@ reversal layer (GRL), a domain classifier ``G_d``. One backward pass then trains
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,7 +22,8 @@ from backflip.dann._domain_norm import DomainBatchNorm, split_domains
 from backflip.schedules import dann_lambda
 from backflip.torch import GradientReversal
 
-__all__ = ["ARCHITECTURES", "DANN", "AdversarialHead", "Standardize", "auto_arch", "build_model"]
+__all__ = ["ARCHITECTURES", "DANN", "AdversarialHead", "Standardize", "auto_arch", "build_model",
+           "mlp_hidden"]
 
 
 class Standardize(nn.Module):
@@ -33,16 +35,24 @@ class Standardize(nn.Module):
     std 1) and are set by :meth:`fit`. ``backflip train`` fits them on the SOURCE
     training set (``normalize="source"``) and applies the same map to both domains.
 
+    A channel that barely varies in the source would map the other domain's values far
+    out (a border pixel of 8x8 digits with source std 0.001 sends a target value of 1 to
+    ``z = 1000``), so each std is floored at :attr:`MIN_STD_RATIO` (0.1) times the median
+    std of the channels: ``s_c = max(std_c, 0.1 median_k std_k)``.
+
     >>> s = Standardize(2).fit(torch.tensor([[0.0, 10.0], [2.0, 30.0]]))
     >>> s(torch.tensor([[1.0, 20.0]]))
     tensor([[0., 0.]])
     """
+
+    MIN_STD_RATIO = 0.1
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("std", torch.ones(channels))
         self.constant = 0  # channels found constant by the last fit (left unscaled)
+        self.floored = 0  # channels whose std the last fit raised to the floor
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor | Iterable[torch.Tensor], eps: float = 1e-6) -> Standardize:
@@ -52,7 +62,8 @@ class Standardize(nn.Module):
         samples streamed in batches of that size give the same statistics. A channel
         whose std is below ``eps`` (constant in the data it is fitted on) is centred
         and left unscaled (std 1): dividing by ``eps`` would blow up any other value it
-        takes in the other domain. :attr:`constant` counts such channels.
+        takes in the other domain. :attr:`constant` counts such channels, :attr:`floored`
+        those whose std was raised to the floor (see the class docstring).
         """
         batches = [x] if isinstance(x, torch.Tensor | np.ndarray) else x
         total = total_sq = None
@@ -73,6 +84,10 @@ class Standardize(nn.Module):
         var = ((total_sq - count * mean * mean) / (count - 1)).clamp_min(0.0)
         std = var.sqrt()
         constant = std < eps
+        if not bool(constant.all()):  # floor the rest at a tenth of their median std
+            floor = self.MIN_STD_RATIO * std[~constant].median()
+            self.floored = int((~constant & (std < floor)).sum())
+            std = torch.where(constant, std, std.clamp_min(floor))
         self.mean.copy_(mean.to(self.mean.dtype))
         self.std.copy_(torch.where(constant, torch.ones_like(std), std).to(self.std.dtype))
         self.constant = int(constant.sum())
@@ -197,6 +212,18 @@ def _digits32(in_channels: int, num_classes: int) -> DANN:
     return DANN(features, classifier, discriminator)
 
 
+def mlp_hidden(in_features: int) -> int:
+    """The hidden width of the built-in ``mlp`` for ``in_features`` inputs when none is given.
+
+    ``clip(2^ceil(log2 D), 64, 512)``: as wide as the input, within [64, 512] (the
+    two-moons toy's 32 units under-fit real data: 400 bag-of-words or 800 SURF features).
+
+    >>> mlp_hidden(2), mlp_hidden(64), mlp_hidden(100), mlp_hidden(800)
+    (64, 64, 128, 512)
+    """
+    return int(min(512, max(64, 2 ** math.ceil(math.log2(max(in_features, 1))))))
+
+
 def _moons(in_features: int, num_classes: int, hidden: int = 32) -> DANN:
     # A small MLP for the two moons: two ReLU layers of features, a linear label head and
     # a one-hidden-layer domain head. (The JMLR paper's net has one sigmoid layer of 15
@@ -253,13 +280,14 @@ def auto_arch(in_shape: tuple[int, ...]) -> str:
 
 
 def build_model(arch: str, in_shape: tuple[int, ...] | None = None, num_classes: int = 10,
-                hidden: int = 32) -> DANN:
+                hidden: int | None = None) -> DANN:
     """A built-in network: the paper's ``"mnist"`` (Cx28x28) and ``"digits32"`` (Cx32x32),
     the generic ``"conv"`` (any CxHxW) and ``"mlp"`` (any D; ``"moons"`` is the same), or
     ``"auto"`` (:func:`auto_arch` picks from ``in_shape``).
 
     ``"mnist-bn"`` is the MNIST network with a :class:`DomainBatchNorm` after each hidden
-    layer (per-domain batch statistics; the target's at test time).
+    layer (per-domain batch statistics; the target's at test time). ``hidden`` is the
+    width of the ``mlp`` (default: :func:`mlp_hidden` of the input size).
 
     ``features[0]`` is a :class:`Standardize` layer (identity until fitted), so the input
     normalisation a model was trained with travels in its ``state_dict``.
@@ -277,7 +305,8 @@ def build_model(arch: str, in_shape: tuple[int, ...] | None = None, num_classes:
                 f"architecture {arch!r} takes vectors (N, D); got samples of shape "
                 f"{tuple(in_shape)}. Use --arch conv (or auto) for images."
             )
-        return _moons(in_shape[0] if in_shape else 2, num_classes if in_shape else 2, hidden)
+        d = in_shape[0] if in_shape else 2
+        return _moons(d, num_classes if in_shape else 2, hidden or mlp_hidden(d))
     if arch == "conv":
         if in_shape is None or len(in_shape) != 3:
             raise BackflipValueError(

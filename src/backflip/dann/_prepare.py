@@ -21,7 +21,7 @@ from backflip.dann._domain_norm import bn_domain
 from backflip.dann._evaluate import EvalSets, norm_domains
 from backflip.dann._factory import build_from_factory, import_factory, model_class
 from backflip.dann._inputs import Inputs, resolve_inputs
-from backflip.dann._methods import SUMS
+from backflip.dann._methods import SUMS, Method, get_method
 from backflip.dann._models import Standardize, auto_arch, build_model
 from backflip.dann._run_folder import RunFolder
 from backflip.dann._runtime import Runtime, check_device, start_runtime
@@ -41,8 +41,11 @@ class Setup:
     runtime: Runtime
     folder: RunFolder
     inputs: Inputs
+    method: Method
     raw: torch.nn.Module  # the model as built (what is saved and returned)
-    model: torch.nn.Module  # what the loop calls: raw, maybe under DDP and torch.compile
+    heads: torch.nn.Module | None  # the method's own heads (saved, not returned)
+    adapted: Any  # backflip.dann._adapted.Adapted over raw and heads (set_lambd)
+    model: torch.nn.Module  # what the loop calls: adapted, maybe under DDP and torch.compile
     arch: str  # the built-in network's name, or "user"
     opt: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
@@ -59,8 +62,13 @@ class Setup:
         return self.steps * self.config.epochs
 
     def describe(self) -> dict[str, Any]:
-        """config.json: the resolved config, the data each domain was, the model."""
-        return {**self.config.to_dict(), "data": self.inputs.records,
+        """config.json: the resolved config, the data each domain was, the model.
+
+        ``lambd_max`` is written resolved (the method's default where it was ``None``).
+        """
+        # lambd_max resolved: None means the method's default, written out here
+        return {**self.config.to_dict(), "lambd_max": self.config.lambd_peak,
+                "data": self.inputs.records,
                 "network": {"arch": self.arch, "class": model_class(self.raw),
                             "factory": self.config.model}, "notes": self.notes}
 
@@ -75,6 +83,7 @@ class Setup:
             "in_shape": list(self.inputs.shape), "num_classes": self.inputs.num_classes,
             "data": self.inputs.records, "model_class": model_class(self.raw),
             "model_factory": self.config.model, "model": self.raw.state_dict(),
+            "heads": {} if self.heads is None else self.heads.state_dict(),
             "optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": epoch, "step": step, "epoch_gen_state": epoch_gen_state,
             "torch_rng": torch.get_rng_state(), "history": history,
@@ -113,6 +122,17 @@ def _network(config: TrainConfig, model: torch.nn.Module | None, inputs: Inputs
         return built, "user"
     arch = config.arch if config.arch != "auto" else auto_arch(inputs.shape)
     return build_model(arch, inputs.shape, inputs.num_classes, config.hidden), arch
+
+
+def _feature_dim(raw: torch.nn.Module, x: torch.Tensor) -> int:
+    # The width of model.features(x).flatten(1), probed in eval mode (no state changes).
+    was = raw.training
+    raw.eval()
+    try:
+        with torch.no_grad():
+            return int(raw.features(x).flatten(1).shape[1])
+    finally:
+        raw.train(was)
 
 
 def _fit_standardize(config: TrainConfig, raw: torch.nn.Module, inputs: Inputs,
@@ -164,8 +184,12 @@ def prepare(config: TrainConfig, model: torch.nn.Module | None = None, source: A
     raw, arch = _network(config, model, inputs)
     xs, _ = inputs.source.read(np.arange(min(4, len(inputs.source))))
     xt, _ = inputs.target.read(np.arange(min(4, len(inputs.target))))
+    method = get_method(config.method)
     check_model(raw, torch.as_tensor(xs), torch.as_tensor(xt), inputs.num_classes, config.method)
     _fit_standardize(config, raw, inputs, notes)
+    # the method's own heads (CDAN's conditional domain head, MDD's adversary), seeded
+    heads = method.heads(raw, _feature_dim(raw, torch.as_tensor(xs)), inputs.num_classes,
+                         config)
     domains = norm_domains(config.method)
     bn_domain(raw, domains[1])  # DomainBatchNorm: single-domain batches use these statistics
     # NHWC ("channels_last") for image data: the same maths, and on this 2-core CPU a
@@ -173,33 +197,56 @@ def prepare(config: TrainConfig, model: torch.nn.Module | None = None, source: A
     fmt = (torch.channels_last if config.channels_last and len(inputs.shape) == 3
            else torch.contiguous_format)
     raw = raw.to(rt.device, memory_format=fmt)
+    from backflip.dann._adapted import Adapted
+
+    noise = _vat_noise(config.seed, config.batch_size, rt.shard(config.batch_size))
+    adapted = Adapted(method, raw, heads, config, noise).to(rt.device)
 
     # optimizer, AMP, DDP, compile
+    params = list(adapted.parameters())
     if config.optimizer == "sgd":
-        opt = torch.optim.SGD(raw.parameters(), lr=config.lr, momentum=config.momentum,
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)
     else:
-        opt = torch.optim.Adam(raw.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and rt.device.type == "cuda")
     amp_dtype = torch.float16 if rt.device.type == "cuda" else torch.bfloat16
-    wrapped: torch.nn.Module = raw
+    wrapped: torch.nn.Module = adapted
     if rt.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        wrapped = DistributedDataParallel(raw, find_unused_parameters=config.method != "dann")
-    if config.compile:
-        wrapped = torch.compile(wrapped)
+        # a method that leaves the model's discriminator unused must say so to DDP
+        wrapped = DistributedDataParallel(adapted,
+                                          find_unused_parameters=not method.uses_discriminator)
+    # config.compile: Adapted compiles the model's forward, features and classifier
 
     # data: in-memory domains onto the device; the evaluation sets (first eval_limit)
     for dom in (inputs.source, inputs.target):
         dom.to(rt.device, fmt)
     ev = _eval_sets(config, inputs, rt.device, fmt, domains)
-    steps = max(len(inputs.source), len(inputs.target)) // config.batch_size
+    # an epoch: one pass over the larger domain, and at least min_epoch_steps steps
+    one_pass = max(len(inputs.source), len(inputs.target)) // config.batch_size
+    steps = max(one_pass, config.min_epoch_steps)
+    if steps > one_pass > 0:
+        notes.append(f"an epoch is {steps} steps (--min-epoch-steps), {steps / one_pass:.1f} "
+                     "passes over the larger domain's training set.")
     gen = torch.Generator().manual_seed(config.seed + 1)
     writer = writer_cls(str(folder.path / "tb")) if writer_cls and folder.path and rt.main \
         else None
-    return Setup(config, rt, folder, inputs, raw, wrapped, arch, opt, scaler, amp_dtype, fmt,
-                 ev, steps, gen, writer, notes)
+    return Setup(config=config, runtime=rt, folder=folder, inputs=inputs, method=method,
+                 raw=raw, heads=heads, adapted=adapted, model=wrapped, arch=arch, opt=opt,
+                 scaler=scaler, amp_dtype=amp_dtype, memory_format=fmt, ev=ev, steps=steps,
+                 gen=gen, writer=writer, notes=notes)
+
+
+def _vat_noise(seed: int, batch: int, shard: slice):
+    # The VAT directions of one global step, drawn from (seed, step) alone: a resumed run
+    # and every process of a distributed one draw the same, and the global RNG is untouched.
+    def noise(step: int, shape: tuple[int, ...]) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        return torch.randn((batch, *shape), generator=gen)[shard]
+
+    return noise
 
 
 def _eval_sets(config: TrainConfig, inputs: Inputs, device: torch.device,
@@ -244,6 +291,8 @@ def restore(run: Setup) -> tuple[int, int, list[dict[str, Any]], dict[str, float
             "fresh run in another --out folder."
         )
     run.raw.load_state_dict(state["model"])
+    if run.heads is not None:
+        run.heads.load_state_dict(state["heads"])
     run.opt.load_state_dict(state["optimizer"])
     run.scaler.load_state_dict(state["scaler"])
     run.gen.set_state(state["epoch_gen_state"])

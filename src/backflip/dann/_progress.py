@@ -27,7 +27,8 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
                        ("source_val_acc", "source val acc")):
         if row.get(key) is not None:
             parts.append(f"{label} {row[key]:.4f}")
-    parts.append(f"λ {row['lambd']:.3f}")
+    if row.get("lambd") is not None:  # the method has a λ-weighted term
+        parts.append(f"λ {row['lambd']:.3f}")
     return f"epoch {row['epoch']}/{epochs}: " + ", ".join(parts) + f", {row['seconds']:.1f} s"
 
 

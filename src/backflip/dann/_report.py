@@ -98,7 +98,8 @@ def write_report(result: Any, ev: EvalSets) -> list[str]:
             "Model selection without target labels (the epoch each criterion picks):", "",
             _selection_table(result), "Data:", "", *data_lines, "",
             f"Proxy A-distance of the final features (source vs target, a linear domain "
-            f"classifier on a held-out half; 0: indistinguishable, 2: separable): "
+            f"classifier, its regularisation chosen on a held-out quarter, scored on another; "
+            f"0: indistinguishable, 2: separable): "
             f"{proj.pad_:.2f}.", ""]
     if result.notes:
         text += ["Notes:", "", *[f"- {note}" for note in result.notes], ""]

@@ -17,11 +17,13 @@ source-validation labels and unlabelled target samples only:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from backflip._optional import require
 
-__all__ = ["CRITERIA", "dev_risk", "pick", "snd", "target_entropy"]
+__all__ = ["CRITERIA", "dev_risk", "pick", "pick_run", "snd", "target_entropy"]
 
 CRITERIA = {"source_val_acc": "max", "dev_risk": "min", "target_entropy": "min", "snd": "max"}
 
@@ -110,3 +112,22 @@ def pick(history: list[dict[str, float]]) -> dict[str, dict[str, float]]:
         acc = best.get("target_acc")  # None: the run had no labelled target test set
         out[name] = {"epoch": int(best["epoch"]), "target_acc": None if acc is None else float(acc)}
     return out
+
+
+def pick_run(rows: dict[str, dict[str, Any]], criterion: str) -> str | None:
+    """The name of the run whose metrics row ``criterion`` prefers (``None``: no row has it).
+
+    ``rows`` maps a run's name (a method, a trial) to its final epoch's row; the target
+    accuracy in the rows is never read. Ties go to the first run.
+
+    >>> pick_run({"source-only": {"dev_risk": 0.4, "target_acc": 0.9},
+    ...           "dann": {"dev_risk": 0.3, "target_acc": 0.1}}, "dev_risk")
+    'dann'
+    """
+    sense = CRITERIA[criterion]
+    scored = [(name, r[criterion]) for name, r in rows.items()
+              if r.get(criterion) is not None and np.isfinite(r[criterion])]
+    if not scored:
+        return None
+    best = (max if sense == "max" else min)(scored, key=lambda item: item[1])
+    return best[0]
