@@ -82,6 +82,12 @@ def test_mdd_disparity_literal():
     # the paper's clamp: a certain agreement on the target costs -log(1e-6), not inf
     certain = float(mdd_disparity(z_s, adv_s, z_t, torch.tensor([[-100.0, 100.0]]), 0.0))
     assert certain == pytest.approx(-math.log(1e-6), rel=1e-4)
+    # and ours on the source: a certain disagreement costs -log(1e-6) and pushes no more
+    adv = torch.tensor([[-100.0, 100.0]], requires_grad=True)
+    far = mdd_disparity(z_s, adv, z_t, adv_t, margin=1.0)
+    assert far.item() == pytest.approx(-math.log(1e-6) - math.log(0.75 + 1e-6), rel=1e-4)
+    (g,) = torch.autograd.grad(far, adv)
+    assert float(g.abs().max()) == 0.0
 
 
 def test_mcc_loss_literal():
