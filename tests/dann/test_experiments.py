@@ -391,3 +391,34 @@ def test_image_presets_fit_their_data(name, quick, fake_mnist_root):
     assert res.history[-1]["target_test_n"] == 32
     assert any(isinstance(m, DomainBatchNorm) for m in res.model.modules())
     assert res.model.features[0].mean.shape == (3,)  # three channels on both sides
+
+
+def test_the_real_data_presets_build_and_refuse_vat_without_a_radius():
+    from backflip.dann._experiments import EXPERIMENTS, experiment_config
+
+    for name in ("mnist-mfeat", "mfeat-mnist", "mnist-pendigits", "adult-sex"):
+        assert name in EXPERIMENTS
+        cfg = experiment_config(name, "cdan", quick=True, seed=2)
+        assert (cfg.method, cfg.seed) == ("cdan", 2)
+        with pytest.raises(BackflipValueError, match=f"dann\\+vat needs a VAT radius in the "
+                                                     f"units of {name}'s inputs"):
+            experiment_config(name, "dann+vat")
+    assert experiment_config("adult-sex", "dann").source == "adult-male"
+
+
+def test_label_free_pick_never_reads_target_accuracy():
+    from backflip.dann._experiments import label_free_picks
+
+    def results(accs):
+        return {"methods": {
+            m: {"final": [{"source_val_acc": v, "dev_risk": 1 - v, "target_entropy": 0.5,
+                           "snd": v, "target_acc": a}]}
+            for (m, v), a in zip({"source-only": 0.9, "dann": 0.8, "target-only": 1.0}.items(),
+                                 accs, strict=True)}}
+
+    a = label_free_picks(results([0.5, 0.7, 0.99]))
+    b = label_free_picks(results([0.1, 0.2, 0.3]))  # other target labels, same criteria
+    assert {c: p["picked"] for c, p in a.items()} == {c: p["picked"] for c, p in b.items()}
+    assert a["source_val_acc"]["picked"] == ["source-only"]  # target-only never a candidate
+    assert a["target_entropy"]["picked"] == ["source-only"]  # a tie: the first run
+    assert a["dev_risk"]["target_accuracy"]["mean"] == 0.5
