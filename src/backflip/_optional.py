@@ -26,6 +26,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "tensorflow": ("tensorflow", "tensorflow"),
     "keras": ("keras", "keras"),
     "pytensor": ("pytensor", "pytensor"),
+    "optuna": ("optuna", "tune"),
+    "sqlalchemy": ("sqlalchemy", "tune"),  # optuna's database storage
 }
 #: The import names of everything the ``apps`` extra brings (torch, the slowest, last).
 APPS = (*(name for name, (_, extra) in PACKAGES.items() if extra == "apps"), "torch")

@@ -21,7 +21,7 @@ def _modules():
 
 
 #: Modules whose examples train a model (seconds): slow, so make test-fast leaves them out.
-_TRAINS = {"backflip.dann", "backflip.dann._train"}
+_TRAINS = {"backflip.dann", "backflip.dann._train", "backflip.dann._tune"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _TRAINS else n

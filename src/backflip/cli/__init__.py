@@ -17,7 +17,7 @@ from backflip._optional import PACKAGES, missing
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("demo", "data", "train", "run", "saliency")
+SUBCOMMANDS = ("demo", "data", "train", "tune", "run", "saliency")
 
 
 def build_parser() -> argparse.ArgumentParser:

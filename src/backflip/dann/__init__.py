@@ -43,23 +43,29 @@ if TYPE_CHECKING:  # for type checkers: at run time each name is imported on fir
     from backflip.dann._run_folder import RunFolder, check_out
     from backflip.dann._runtime import check_device
     from backflip.dann._selection import CRITERIA, dev_risk, pick, snd, target_entropy
+    from backflip.dann._space import DEFAULT_SPACE, IntRange, Range
     from backflip.dann._train import TrainingStopped, TrainResult, train
+    from backflip.dann._tune import TuneResult, tune
     from backflip.dann._vat import vat_loss
 
 __all__ = [
     "ARCHITECTURES",
     "CRITERIA",
     "DANN",
+    "DEFAULT_SPACE",
     "EXPERIMENTS",
     "METHODS",
     "RUN_METHODS",
     "AdversarialHead",
     "DomainBatchNorm",
+    "IntRange",
+    "Range",
     "RunFolder",
     "Standardize",
     "TrainConfig",
     "TrainResult",
     "TrainingStopped",
+    "TuneResult",
     "add_config_arguments",
     "apply_transform",
     "auto_arch",
@@ -86,19 +92,21 @@ __all__ = [
     "table",
     "target_entropy",
     "train",
+    "tune",
     "vat_loss",
 ]
 
 #: The private modules that define the names above, the framework-free ones first.
-_MODULES = ("_config", "_data", "_selection", "_checkpoint", "_domain_norm", "_models",
-            "_train", "_vat", "_contract", "_evaluate", "_factory", "_losses", "_run_folder",
-            "_runtime", "_experiments")
+_MODULES = ("_config", "_data", "_selection", "_space", "_checkpoint", "_domain_norm",
+            "_models", "_train", "_vat", "_contract", "_evaluate", "_factory", "_losses",
+            "_run_folder", "_runtime", "_experiments", "_tune")
 
 
 #: Names that need no framework (the typed config, built for the CLI's --help).
-_FRAMEWORK_FREE = ("ARCHITECTURES", "CRITERIA", "METHODS", "TrainConfig",
-                   "add_config_arguments", "apply_transform", "config_from_args", "dev_risk",
-                   "load_domain", "pick", "snd", "target_entropy")
+_FRAMEWORK_FREE = ("ARCHITECTURES", "CRITERIA", "DEFAULT_SPACE", "IntRange", "METHODS",
+                   "Range", "TrainConfig", "add_config_arguments", "apply_transform",
+                   "config_from_args", "dev_risk", "load_domain", "pick", "snd",
+                   "target_entropy")
 
 
 def __getattr__(name: str) -> Any:
