@@ -39,7 +39,14 @@ if TYPE_CHECKING:  # for type checkers: at run time each name is imported on fir
     )
     from backflip.dann._factory import build_from_factory
     from backflip.dann._losses import domain_loss, entropy_loss, label_loss
-    from backflip.dann._models import DANN, AdversarialHead, Standardize, auto_arch, build_model
+    from backflip.dann._models import (
+        DANN,
+        AdversarialHead,
+        Standardize,
+        auto_arch,
+        build_model,
+        mlp_hidden,
+    )
     from backflip.dann._run_folder import RunFolder, check_out
     from backflip.dann._runtime import check_device
     from backflip.dann._selection import CRITERIA, dev_risk, pick, snd, target_entropy
@@ -84,6 +91,7 @@ __all__ = [
     "load_checkpoint",
     "load_domain",
     "load_model",
+    "mlp_hidden",
     "norm_domains",
     "pick",
     "run_experiment",

@@ -352,7 +352,7 @@ def report(results: dict[str, Any], figures: list[str]) -> str:
                  "linear domain classifier, its regularisation chosen on a held-out quarter, "
                  "scored on another; 0: indistinguishable, 2: separable): " + ", ".join(f"{m} {p['value']:.2f} (seed {p['seed']})"
                                             for m, p in pads.items()) + "."]
-        if "source-only" not in pads:
+        if not any(get_method(_trainer_method(m)).role == "baseline" for m in pads):
             text.append("No source-only run among --methods, so no 'before adaptation' "
                         "panel: add source-only to compare.")
     text += [""] + [f"![{f}]({f})" for f in figures]
@@ -378,7 +378,8 @@ def _plots(name: str, kept: dict[str, TrainResult], out: Path
         fig.savefig(out / f"curves-{method}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         files.append(f"curves-{method}.png")
-    order = sorted(kept, key=lambda m: m != "source-only")  # "before" first; stable
+    role = {m: get_method(_trainer_method(m)).role for m in kept}
+    order = sorted(kept, key=lambda m: role[m] != "baseline")  # "before" first; stable
     some = kept[order[0]]
     src = load_domain(some.config, "source", "test")
     tgt = load_domain(some.config, "target", "test")
@@ -394,8 +395,8 @@ def _plots(name: str, kept: dict[str, TrainResult], out: Path
             fs = res.model.embed(torch.as_tensor(src.x[:n])).numpy()
             bn_domain(res.model, target_stats)  # the default a loaded model applies
             ft = res.model.embed(torch.as_tensor(tgt.x[:n])).numpy()
-            stage = {"source-only": "before adaptation", "target-only": "upper bound"}.get(
-                method, "after adaptation")
+            stage = {"baseline": "before adaptation", "oracle": "upper bound"}.get(
+                role[method], "after adaptation")
             proj = FeatureProjection(fs, ft, f"{stage}: {method}, seed {res.config.seed}")
             proj.plot(ax=ax)
             pads[method] = {"value": proj.pad_, "seed": res.config.seed}
