@@ -83,8 +83,8 @@ class TuneResult:
 
 class _EpochReport:
     # train()'s on_epoch for one trial: reports the criterion to Optuna after every epoch
-    # and prunes (raises `pruned`) where the pruner says so; never after the last epoch,
-    # whose value is the trial's own. Keeps the rows for the trial's record.
+    # and prunes (raises `pruned`) where the pruner says so; never in the first half of
+    # the epochs, nor after the last one, whose value is the trial's own. Keeps the rows for the trial's record.
     def __init__(self, trial: Any, criterion: str, epochs: int, prune: bool,
                  pruned: type[BaseException]) -> None:
         self.trial, self.criterion, self.epochs = trial, criterion, epochs
@@ -97,7 +97,9 @@ class _EpochReport:
         if value is None:
             return
         self.trial.report(value, epoch)
-        if self.prune and epoch < self.epochs and self.trial.should_prune():
+        # never in the first half of the epochs (λ still ramps up, the lr is still high)
+        if (self.prune and 2 * epoch >= self.epochs and epoch < self.epochs
+                and self.trial.should_prune()):
             raise self.pruned(f"pruned after epoch {epoch}: {self.criterion} {value:.4g}")
 
 
@@ -360,7 +362,7 @@ def tune(config: TrainConfig, *, space: Mapping[str, Any] | None = None, trials:
     ``source_val_acc`` (max), ``target_entropy`` (min) or ``snd`` (max), never target
     accuracy. ``prune=True`` reports the criterion after every epoch and stops a trial
     worse than the median of the finished trials at that epoch (Optuna's MedianPruner,
-    after 4 finished trials). A trial that stops on a collapse or a NaN loss
+    after 4 finished trials; never in the first half of its epochs, while λ ramps up). A trial that stops on a collapse or a NaN loss
     (:class:`TrainingStopped`) is recorded as failed, with its reason, and the search
     goes on; a signal stops the search. In symbols, with ``c`` the criterion and
     ``θ_i(e)`` trial ``i``'s model after epoch ``e`` of ``E``: ``v_i = c(θ_i(E))``, the pick
