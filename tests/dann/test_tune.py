@@ -266,7 +266,7 @@ def test_hopeless_trials_are_pruned_after_an_epoch(tmp_path, monkeypatch):
     res = tune(_tiny(epochs=3), space={"lr": Range(1e-3, 1e-1)}, trials=6, out=tmp_path)
     assert [r["state"] for r in res.trials] == ["complete"] * 4 + ["pruned"] * 2
     assert [r["epoch"] for r in res.trials] == [3, 3, 3, 3, 2, 2]  # not in the first half
-    assert res.trials[4]["reason"] == "pruned after epoch 1: dev_risk 10"
+    assert res.trials[4]["reason"] == "pruned after epoch 2: dev_risk 10"
     # with prune=False the same trials run to the end
     res = tune(_tiny(epochs=3), space={"lr": Range(1e-3, 1e-1)}, trials=6, prune=False,
                out=tmp_path / "no-prune")
