@@ -358,8 +358,8 @@ def tune(config: TrainConfig, *, space: Mapping[str, Any] | None = None, trials:
     A trial draws values from ``space`` (default :data:`DEFAULT_SPACE`; narrow or widen
     it as ``{**DEFAULT_SPACE, "lr": Range(1e-3, 1e-2, log=True)}``) with Optuna's TPE
     sampler seeded by ``seed``, trains ``config`` with those values into
-    ``out/trials/NNNN``, and scores the final epoch's ``criterion``: ``dev_risk`` (min),
-    ``source_val_acc`` (max), ``target_entropy`` (min) or ``snd`` (max), never target
+    ``out/trials/NNNN``, and scores the final epoch's ``criterion``: ``source_val_acc``
+    (max, the default), ``dev_risk`` (min), ``target_entropy`` (min) or ``snd`` (max), never target
     accuracy. ``prune=True`` reports the criterion after every epoch and stops a trial
     worse than the median of the finished trials at that epoch (Optuna's MedianPruner,
     after 4 finished trials; never in the first half of its epochs, while λ ramps up). A trial that stops on a collapse or a NaN loss
@@ -390,7 +390,7 @@ def tune(config: TrainConfig, *, space: Mapping[str, Any] | None = None, trials:
     ...            out=tempfile.mkdtemp())
     >>> [row["state"] for row in res.trials], res.best_out.name in ("0000", "0001")
     (['complete', 'complete'], True)
-    >>> res.best_value == min(row["dev_risk"] for row in res.trials)
+    >>> res.best_value == max(row["source_val_acc"] for row in res.trials)
     True
     """
     # checks: every argument and the whole space, before any training
