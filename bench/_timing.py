@@ -35,6 +35,12 @@ def median_ratio(ours: Callable[[], object], base: Callable[[], object], repeats
     return {"ours_ms": 1e3 * m_ours, "baseline_ms": 1e3 * m_base, "ratio": m_ours / m_base}
 
 
+def machine_meta(meta: dict) -> dict:
+    """``meta`` with the machine, its CPU count and load average added (every bench JSON's)."""
+    return {**meta, "machine": platform.machine(), "cpus": os.cpu_count(),
+            "load_avg": os.getloadavg()}  # fmt: skip
+
+
 def write_table(
     name: str,
     title: str,
@@ -62,8 +68,7 @@ def write_table(
         print()
         for what, value in one_time.items():
             print(f"one-time: {what}: {value:.3f}")
-    meta = {**meta, "machine": platform.machine(), "cpus": os.cpu_count(),
-            "load_avg": os.getloadavg()}  # fmt: skip
+    meta = machine_meta(meta)
     out = Path(__file__).parent / "out" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     data = {"meta": meta, "rows": rows, **({"one_time": one_time} if one_time else {})}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 SCRIPTS = ("ops.py", "backends_jax_pytensor.py", "backends_tf_keras.py", "saliency.py",
            "override_torch.py", "override_jax_pytensor.py", "override_tf_keras.py", "train.py",
-           "train_data.py")
+           "train_data.py", "method_step.py", "skada_methods.py")
 
 
 def main(argv: list[str]) -> int:
