@@ -350,8 +350,11 @@ def report(results: dict[str, Any], figures: list[str]) -> str:
     if pads:
         text += ["", "Proxy A-distance of the features of source and target test images (a "
                  "linear domain classifier, its regularisation chosen on a held-out quarter, "
-                 "scored on another; 0: indistinguishable, 2: separable): " + ", ".join(f"{m} {p['value']:.2f} (seed {p['seed']})"
-                                            for m, p in pads.items()) + "."]
+                 "scored on another; 0: indistinguishable, 2: separable), in the plane of "
+                 "the PCA plot: " + ", ".join(f"{m} {p['value']:.2f} (seed {p['seed']})"
+                                             for m, p in pads.items())
+                 + "; in all the features: " + ", ".join(
+                     f"{m} {p['all_features']:.2f}" for m, p in pads.items()) + "."]
         if not any(get_method(_trainer_method(m)).role == "baseline" for m in pads):
             text.append("No source-only run among --methods, so no 'before adaptation' "
                         "panel: add source-only to compare.")
@@ -399,7 +402,8 @@ def _plots(name: str, kept: dict[str, TrainResult], out: Path
                 role[method], "after adaptation")
             proj = FeatureProjection(fs, ft, f"{stage}: {method}, seed {res.config.seed}")
             proj.plot(ax=ax)
-            pads[method] = {"value": proj.pad_, "seed": res.config.seed}
+            pads[method] = {"value": proj.pad_, "all_features": proj.pad_full_,
+                            "seed": res.config.seed}
     fig.savefig(out / "features-pca.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     files.append("features-pca.png")

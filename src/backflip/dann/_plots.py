@@ -137,23 +137,33 @@ class TrainingCurves:
 
 
 class FeatureProjection:
-    """2-d PCA of source and target features (fitted on both), with the proxy A-distance."""
+    """2-d PCA of source and target features (fitted on both), with the proxy A-distance.
+
+    ``pad_`` is the proxy A-distance of the two PCA coordinates drawn (what the plot shows:
+    0 where the domains overlap there), ``pad_full_`` that of all the features: on the
+    768 features of the MNIST nets a linear classifier separates the domains (1.9-2.0)
+    whatever the method, even where the plot shows them mixed, so the full figure alone
+    told nothing about the alignment.
+    """
 
     def __init__(self, source_feats: np.ndarray, target_feats: np.ndarray, title: str = "") -> None:
         decomposition = require("sklearn.decomposition", purpose="FeatureProjection (PCA)")
 
         both = np.concatenate([source_feats, target_feats])
         z = decomposition.PCA(2, random_state=0).fit_transform(both)
+        self.dim_ = int(np.asarray(source_feats).reshape(len(source_feats), -1).shape[1])
         self.source_ = z[: len(source_feats)]
         self.target_ = z[len(source_feats):]
-        self.pad_ = proxy_a_distance(source_feats, target_feats)
+        self.pad_ = proxy_a_distance(self.source_, self.target_)
+        self.pad_full_ = proxy_a_distance(source_feats, target_feats)
         self.title = title
 
     def plot(self, ax=None):
         fig, ax = _axes(ax, "FeatureProjection.plot")
         ax.scatter(*self.source_.T, s=3, alpha=0.5, label="source")
         ax.scatter(*self.target_.T, s=3, alpha=0.5, label="target")
-        ax.set_title(f"{self.title}\nproxy A-distance {self.pad_:.2f}", fontsize=8)
+        ax.set_title(f"{self.title}\nproxy A-distance {self.pad_:.2f} in this plane, "
+                     f"{self.pad_full_:.2f} in all {self.dim_} features", fontsize=8)
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
         ax.legend(fontsize=7, markerscale=3)

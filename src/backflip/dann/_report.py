@@ -99,8 +99,8 @@ def write_report(result: Any, ev: EvalSets) -> list[str]:
             _selection_table(result), "Data:", "", *data_lines, "",
             f"Proxy A-distance of the final features (source vs target, a linear domain "
             f"classifier, its regularisation chosen on a held-out quarter, scored on another; "
-            f"0: indistinguishable, 2: separable): "
-            f"{proj.pad_:.2f}.", ""]
+            f"0: indistinguishable, 2: separable): {proj.pad_:.2f} in the plane of the PCA "
+            f"plot, {proj.pad_full_:.2f} in all {proj.dim_} features.", ""]
     if result.notes:
         text += ["Notes:", "", *[f"- {note}" for note in result.notes], ""]
     text += [f"![{f}]({f})" for f in files]
