@@ -114,7 +114,7 @@ class Method:
         """The DomainBatchNorm statistics (source, target) inputs go through."""
         if not self.uses_target:
             return "source", "source"
-        if self.needs_target_labels and self.role == "oracle":
+        if self.needs_target_labels:  # trains on the labelled target alone
             return "target", "target"
         return "source", "target"
 
@@ -142,32 +142,33 @@ def _both(ctx: Adapted, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         return f.flatten(1), ctx.classifier(f)
 
 
-class SourceOnly(Method):
+class _Supervised(Method):
+    # The label loss on one domain's labelled batch (source-only, target-only).
+    has_transfer = False
+    trains_on: ClassVar[str]
+
+    def terms(self, ctx: Adapted, b: Batch) -> Terms:
+        from backflip.dann._losses import label_loss
+
+        x, y = (b.xs, b.ys) if self.trains_on == "source" else (b.xt, b.yt)
+        logits = ctx.call(x)
+        return Terms(label_loss(logits, y), logits, y)
+
+
+class SourceOnly(_Supervised):
     name = "source-only"
     summary = "the label loss on the source (the baseline every method must beat)"
     role = "baseline"
     uses_target = False
-    has_transfer = False
-
-    def terms(self, ctx: Adapted, b: Batch) -> Terms:
-        from backflip.dann._losses import label_loss
-
-        logits = ctx.call(b.xs)
-        return Terms(label_loss(logits, b.ys), logits, b.ys)
+    trains_on = "source"
 
 
-class TargetOnly(Method):
+class TargetOnly(_Supervised):
     name = "target-only"
     summary = "the label loss on the labelled target (upper bound: uses target labels)"
     role = "oracle"
     needs_target_labels = True
-    has_transfer = False
-
-    def terms(self, ctx: Adapted, b: Batch) -> Terms:
-        from backflip.dann._losses import label_loss
-
-        logits = ctx.call(b.xt)
-        return Terms(label_loss(logits, b.yt), logits, b.yt)
+    trains_on = "target"
 
 
 class DANN(Method):

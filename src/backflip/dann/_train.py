@@ -145,6 +145,7 @@ def train(config: TrainConfig, *, model: torch.nn.Module | None = None, source: 
     if acc is not None and "elapsed" in acc:  # the epoch's time so far, on this clock
         acc["t0"] = time.perf_counter() - acc.pop("elapsed")
     folder.write_json("config.json", run.describe())
+    # data: in-memory batches gather by the plans below; streamed ones read ahead
     feed = Feed((run.inputs.source, run.inputs.target), batch_size=cfg.batch_size,
                 steps=run.steps, epochs=cfg.epochs, start_epoch=start_epoch,
                 start_step=start_step, gen_state=run.gen.get_state(),
