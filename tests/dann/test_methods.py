@@ -266,3 +266,29 @@ def test_a_method_with_heads_resumes_exactly(tiny_config, moons_domains, tmp_pat
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert whole.history[-1]["loss"] == resumed.history[-1]["loss"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cdan+e", "mdd", "mcc"])
+def test_a_users_own_model_trains_with_every_method(tiny_config, moons_domains, name):
+    # the user's DANN over their own modules; the method brings its heads, sized from the
+    # user's features (5 wide here) and classes; the user's discriminator goes unused
+    class Head(nn.Module):  # not an nn.Sequential: MDD's adversary copies it as it is
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(5, 2)
+
+        def forward(self, h):
+            return self.fc(torch.relu(h))
+
+    torch.manual_seed(0)
+    model = DANN(nn.Sequential(nn.Linear(2, 5), nn.Tanh()), Head(), nn.Linear(5, 1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s, t, tt = moons_domains
+    res = train(tiny_config(method=name, epochs=2), model=model, source=s, target=t,
+                target_test=tt)
+    assert res.model is model and np.isfinite(res.history[-1]["loss_transfer"])
+    after = model.state_dict()
+    assert set(after) == set(before)  # the method's heads are not put into the user's model
+    assert not torch.equal(after["classifier.fc.weight"], before["classifier.fc.weight"])
+    assert torch.equal(after["discriminator.weight"], before["discriminator.weight"])
