@@ -287,36 +287,41 @@ class MDD(Method):
                      target_logits=z[n:])
 
 
-class MCC(Method):
-    name = "mcc"
-    summary = "minimum class confusion on the target predictions (no domain head)"
-    paper = "Jin et al., ECCV 2020"
+class _Weighted(Method):
+    # A term without a GRL: L_y + λ T(f, z) over one feature pass of [source; target].
+    def transfer(self, ctx: Adapted, f: torch.Tensor, z: torch.Tensor, n: int) -> torch.Tensor:
+        raise NotImplementedError
 
     def terms(self, ctx: Adapted, b: Batch) -> Terms:
-        from backflip.dann._alignment import mcc_loss
-        from backflip.dann._losses import label_loss
-
-        n = len(b.xs)
-        _, z = _both(ctx, b)
-        loss = mcc_loss(z[n:], ctx.config.temperature)
-        return Terms(label_loss(z[:n], b.ys), z[:n], b.ys, loss, ctx.weight * loss,
-                     target_logits=z[n:])
-
-
-class CORAL(Method):
-    name = "coral"
-    summary = "Deep CORAL: match the features' covariance matrices (no domain head)"
-    paper = "Sun & Saenko, ECCV 2016 workshops"
-
-    def terms(self, ctx: Adapted, b: Batch) -> Terms:
-        from backflip.dann._alignment import coral_loss
         from backflip.dann._losses import label_loss
 
         n = len(b.xs)
         f, z = _both(ctx, b)
-        loss = coral_loss(f[:n], f[n:])
+        loss = self.transfer(ctx, f, z, n)
         return Terms(label_loss(z[:n], b.ys), z[:n], b.ys, loss, ctx.weight * loss,
                      target_logits=z[n:])
+
+
+class MCC(_Weighted):
+    name = "mcc"
+    summary = "minimum class confusion on the target predictions (no domain head)"
+    paper = "Jin et al., ECCV 2020"
+
+    def transfer(self, ctx: Adapted, f: torch.Tensor, z: torch.Tensor, n: int) -> torch.Tensor:
+        from backflip.dann._alignment import mcc_loss
+
+        return mcc_loss(z[n:], ctx.config.temperature)
+
+
+class CORAL(_Weighted):
+    name = "coral"
+    summary = "Deep CORAL: match the features' covariance matrices (no domain head)"
+    paper = "Sun & Saenko, ECCV 2016 workshops"
+
+    def transfer(self, ctx: Adapted, f: torch.Tensor, z: torch.Tensor, n: int) -> torch.Tensor:
+        from backflip.dann._alignment import coral_loss
+
+        return coral_loss(f[:n], f[n:])
 
 
 #: name -> method, in the order --help lists them.
