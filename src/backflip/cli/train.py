@@ -1,4 +1,4 @@
-"""``backflip train``: one DANN / source-only / target-only run (flags built from TrainConfig)."""
+"""``backflip train``: one run of any method (--method), flags built from TrainConfig."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from backflip.dann._config import add_config_arguments
 
     p = sub.add_parser(
-        "train", help="train one model (source-only, dann or target-only)",
+        "train", help="train one model with any --method (source-only, dann, cdan, mdd, mcc, coral, ...)",
         description="Train one model on labelled SOURCE and unlabelled TARGET data: built-in "
         "names, or your own files (.npz with keys x and y, .npy of x, .csv with a label "
         "column, a folder with one sub-folder of images per class), with a built-in network "
